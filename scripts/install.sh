@@ -14,8 +14,10 @@ PIP=".venv/bin/python -m pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  if $PIP install -q --no-index torch==2.13.0 2>/dev/null; then
+  # --no-deps: the local store holds torch alone; its small pure-Python deps come from the index next.
+  if $PIP install -q --no-index --no-deps torch==2.13.0 2>/dev/null; then
     echo "install: torch 2.13.0 (CPU build) from the local wheel store"
+    $PIP install -q torch==2.13.0
   elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "install: GPU found, installing the CUDA build of torch"
     $PIP install -q "torch>=2.2"
