@@ -1,0 +1,275 @@
+"""FAISS index files as a store: `faiss:PATH` (options: allow_lossy, index='flat'|'hnsw', hnsw_m).
+
+Reading (source stores are never modified): the file is memory-mapped (see faiss_layout); Flat, IVFFlat,
+HNSWFlat, IDMap/IDMap2 and IndexRefineFlat give back their exact float32 vectors and their ids. Indexes with
+lossy codes (PQ, IVFPQ, SQ, LSH, OPQ/PCA pre-transforms, ...) raise LossyIndexError unless
+`allow_lossy=True` (or the URI suffix `?allow_lossy=1`): then the decoded approximations are streamed.
+Payloads come from `PATH.payload.parquet` (`id` + fields), the metric 'cosine' and string ids from
+`PATH.meta.json`; both are optional for indexes written by others (then ids are the FAISS int64 ids).
+
+Writing: see faiss_writer. String ids are mapped with connectors.ids.to_int64 (FAISS holds int64 only);
+the original id is kept in the payload sidecar under `_v2v_id` and restored by the reader. Cosine stores
+hold unit-normalised vectors in an inner-product index (reads give the normalised vectors). Reads on a
+store with unflushed writes flush first, so they always see every upserted row.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from connectors import split_uri
+from connectors.base import ID_TYPES, ORIGINAL_ID_KEY, Batch, Store, check_metric, validate_vectors
+from connectors.ids import fits_int64, normalize_id, restore_original, to_int64
+from v2v_migrate.errors import (DestinationNotEmptyError, DimensionMismatchError, EmptyStoreError, IdTypeError,
+                                InvalidVectorsError, MetricMismatchError, UsageError)
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _parse_target(rest: str) -> tuple[str, dict]:
+    """'x.index?allow_lossy=1' -> ('x.index', {'allow_lossy': '1'}), unless the literal path exists."""
+    path, sep, query = rest.partition("?")
+    if not sep or Path(rest).exists():
+        return rest, {}
+    opts = dict(part.partition("=")[::2] for part in query.split("&") if part)
+    return path, opts
+
+
+class FaissStore(Store):
+    scheme = "faiss"
+    writable = True
+
+    def __init__(self, uri: str, **options: Any):
+        path, uri_opts = _parse_target(split_uri(uri)[1])
+        super().__init__(uri, **{**uri_opts, **options})
+        self.path = Path(path).expanduser()
+        self.allow_lossy = str(self.options.get("allow_lossy", False)).lower() in _TRUE
+        self._layout = None
+        self._index_metric = None
+        self._meta: dict | None = None
+        self._sidecar: Any = None  # PayloadSidecar, or False when there is none
+        self._id_index = None
+        self._writer = None
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _lay(self):
+        if self._writer is not None and self._writer.dirty:
+            self.flush()
+        if self._layout is None:
+            from connectors.faiss_layout import open_layout
+            from connectors.faiss_sidecars import PayloadSidecar, payload_path, read_meta
+            self._layout, self._index_metric, _ = open_layout(self.path, self.allow_lossy)
+            self._meta = read_meta(self.path)
+            side = payload_path(self.path)
+            self._sidecar = PayloadSidecar(side) if side.exists() else False
+        return self._layout
+
+    def _reset(self) -> None:
+        self._layout = self._sidecar = self._meta = self._id_index = None
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def count(self) -> int:
+        if self._writer is not None:
+            return self._writer.count
+        return self._lay().n
+
+    @property
+    def dim(self) -> int:
+        return self._writer.dim if self._writer is not None else self._lay().dim
+
+    @property
+    def metric(self) -> str:
+        if self._writer is not None:
+            return self._writer.metric
+        self._lay()
+        # 'cosine' is only known from our sidecar; it must sit on an inner-product index to be true.
+        if self._meta.get("metric") == "cosine" and self._index_metric == "ip":
+            return "cosine"
+        return self._index_metric
+
+    @property
+    def id_type(self) -> str:
+        if self._writer is not None:
+            return self._writer.id_type
+        self._lay()
+        return "str" if self._meta.get("id_type") == "str" else "int"
+
+    def _mapped(self) -> bool:
+        self._lay()
+        return bool(self._meta.get("ids_mapped"))
+
+    def payload_fields(self) -> list[str]:
+        self._lay()
+        return [f for f in self._sidecar.fields if f != ORIGINAL_ID_KEY] if self._sidecar else []
+
+    def _batch(self, keys: np.ndarray, vectors: np.ndarray, cursor: Any, where: str) -> Batch:
+        vectors = validate_vectors(vectors, self._layout.dim, where=where)
+        if not self._sidecar:
+            return Batch(keys.tolist(), vectors, None, cursor)
+        rows = self._sidecar.lookup(keys)
+        ids, payloads = [], []
+        for k, p in zip(keys.tolist(), rows):
+            user_id, p = restore_original(k, p)
+            ids.append(user_id)
+            payloads.append(p)
+        return Batch(ids, vectors, payloads if self.payload_fields() else None, cursor)
+
+    def iter_batches(self, batch_size: int = 1024, cursor: Any = None, shard: Any = None) -> Iterator[Batch]:
+        lay = self._lay()
+        start, stop = (0, lay.n) if shard is None else (int(shard["start"]), int(shard["stop"]))
+        pos = start
+        if cursor is not None:
+            pos = int(cursor["pos"]) if isinstance(cursor, dict) and "pos" in cursor else -1
+            if not start <= pos <= stop:
+                raise UsageError(f"Cursor {cursor!r} does not belong to this FAISS store or shard.",
+                                 "resume with the cursor of a batch read from the same store and shard.")
+        batch_size = max(1, int(batch_size))
+        while pos < stop:
+            end = min(pos + batch_size, stop)
+            keys, vectors = lay.read_range(pos, end)
+            yield self._batch(keys, vectors, {"pos": end}, f"{self.uri} rows {pos}..{end - 1}")
+            pos = end
+
+    def shards(self, n: int) -> list:
+        lay = self._lay()
+        if n <= 1 or lay.n == 0:
+            return [None]
+        if lay.kind == "lists":  # whole inverted lists per shard, balanced by row count
+            cuts = [int(np.searchsorted(lay.starts, k * lay.n / n)) for k in range(1, n)]
+            bounds = sorted(set([0] + [min(c, lay.nlist) for c in cuts] + [lay.nlist]))
+            return [{"start": int(lay.starts[a]), "stop": int(lay.starts[b]), "lists": [a, b]}
+                    for a, b in zip(bounds, bounds[1:]) if lay.starts[b] > lay.starts[a]]
+        bounds = sorted(set(np.linspace(0, lay.n, n + 1).round().astype(int).tolist()))
+        return [{"start": a, "stop": b} for a, b in zip(bounds, bounds[1:])]
+
+    def _keys(self, ids: Sequence) -> tuple[list, np.ndarray]:
+        """(ids that can be in this store, their FAISS int64 ids)."""
+        kept, keys = [], []
+        mapped = self._mapped()
+        for x in ids:
+            x = normalize_id(x)
+            if mapped:
+                kept.append(x)
+                keys.append(to_int64(x))
+            elif isinstance(x, int) and fits_int64(x):
+                kept.append(x)
+                keys.append(x)
+        return kept, np.array(keys, dtype=np.int64)
+
+    def get(self, ids: Sequence) -> Batch:
+        lay = self._lay()
+        _, keys = self._keys(ids)
+        if self._id_index is None:  # built once: sorted ids and their positions (16 bytes per row)
+            all_ids = lay.all_ids()
+            order = np.argsort(all_ids, kind="stable")
+            self._id_index = (all_ids[order], order)
+        sorted_ids, order = self._id_index
+        if not len(sorted_ids) or not len(keys):
+            return Batch([], np.zeros((0, lay.dim), np.float32), None)
+        at = np.minimum(np.searchsorted(sorted_ids, keys), len(sorted_ids) - 1)
+        hit = sorted_ids[at] == keys
+        found_keys, vectors = lay.gather(order[at[hit]])
+        return self._batch(found_keys, vectors, None, f"{self.uri} get")
+
+    def sample(self, n: int, seed: int = 0) -> Batch:
+        lay = self._lay()
+        if lay.n == 0:
+            raise EmptyStoreError(f"FAISS index {str(self.path)!r} holds no vectors to sample.",
+                                  "point at the populated index, or add vectors first.")
+        rng = np.random.default_rng(seed)
+        k = min(int(n), lay.n)
+        # A permutation prefix: uniform over all rows, and sample(n) is a prefix of sample(m > n).
+        pos = rng.permutation(lay.n)[:k] if lay.n <= 50_000_000 else rng.choice(lay.n, k, replace=False)
+        keys, vectors = lay.gather(pos)
+        return self._batch(keys, vectors, None, f"{self.uri} sample")
+
+    # -- writing -----------------------------------------------------------------------------------
+    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
+        from connectors.faiss_writer import FaissWriter
+        metric, dim = check_metric(metric), int(dim)
+        if id_type not in ID_TYPES:
+            raise UsageError(f"Unknown id type {id_type!r}.", f"use one of {', '.join(ID_TYPES)}.")
+        opts = {**self.options, **kw}
+        kind, m = opts.get("index"), opts.get("hnsw_m")
+        if self._writer is None and self.exists():
+            if not exist_ok:
+                raise DestinationNotEmptyError(f"FAISS index {str(self.path)!r} already exists.",
+                                               "choose a new path, delete the file, or pass exist_ok=True.")
+            self._check_compatible(dim, metric, id_type)
+            self._writer = FaissWriter.reopen(self.path, self._meta, dim, metric, id_type, index_kind=kind,
+                                              hnsw_m=m, ef_construction=opts.get("ef_construction"))
+        elif self._writer is None:
+            self._writer = FaissWriter(self.path, dim, metric, id_type, kind or "flat", m or 32,
+                                       opts.get("ef_construction") or 80)
+            self.flush()  # the empty index exists on disk from now on
+        else:
+            self._check_compatible(dim, metric, id_type)
+
+    def _check_compatible(self, dim: int, metric: str, id_type: str) -> None:
+        if dim != self.dim:
+            raise DimensionMismatchError(f"FAISS index {str(self.path)!r} has dimension {self.dim}, not {dim}.",
+                                         "write to a new path (an index holds one dimension).")
+        if metric != self.metric:
+            raise MetricMismatchError(f"FAISS index {str(self.path)!r} uses metric {self.metric!r}, not {metric!r}.",
+                                      "write to a new path, or create it with the index's metric.")
+        if id_type != self.id_type:
+            raise IdTypeError(f"FAISS index {str(self.path)!r} holds {self.id_type} ids, not {id_type}.",
+                              "write to a new path, or create it with the index's id type.")
+
+    def upsert(self, batch: Batch) -> None:
+        if self._writer is None:
+            if not self.exists():
+                raise UsageError(f"FAISS index {str(self.path)!r} does not exist yet.",
+                                 "call create(dim, metric) before upsert.")
+            self.create(self.dim, self.metric, self.id_type)
+        w = self._writer
+        vectors = validate_vectors(batch.vectors, w.dim, where=f"upsert into {self.uri}")
+        if len(batch.ids) != len(vectors):
+            raise UsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
+        if w.metric == "cosine":
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            if (norms == 0).any():
+                raise InvalidVectorsError(f"{int((norms == 0).sum())} zero vector(s) cannot be normalised for cosine.",
+                                          "drop zero vectors, or use metric 'ip' or 'l2'.")
+            vectors = np.ascontiguousarray(vectors / norms, dtype=np.float32)
+        payloads = list(batch.payloads) if batch.payloads is not None else [None] * len(vectors)
+        if len(payloads) != len(vectors):
+            raise UsageError(f"{len(payloads)} payloads for {len(vectors)} vectors.", "pass one payload per vector.")
+        if w.id_type == "str":
+            originals = [normalize_id(x) for x in batch.ids]
+            keys = np.fromiter((to_int64(x) for x in originals), dtype=np.int64, count=len(originals))
+            rows = [{**(p or {}), ORIGINAL_ID_KEY: x} for x, p in zip(originals, payloads)]
+        else:
+            keys = self._int_keys(batch.ids)
+            rows = [p or {} for p in payloads]
+        w.upsert(keys, vectors, rows)
+
+    def _int_keys(self, ids: Sequence) -> np.ndarray:
+        if {type(x) for x in ids} <= {int, np.int64, np.int32, np.uint32}:
+            try:  # the common case, checked in one numpy call
+                return np.asarray(ids, dtype=np.int64)
+            except OverflowError:
+                pass
+        for x in ids:  # find the culprit for a precise message
+            x = normalize_id(x)
+            if isinstance(x, str):
+                raise IdTypeError(f"String id {x!r} in FAISS index {str(self.path)!r} created for int ids.",
+                                  "create the destination with id_type='str' (ids are then mapped to int64).")
+            if not fits_int64(x):
+                raise IdTypeError(f"Id {x} does not fit in int64, which is all FAISS can hold.",
+                                  "create the destination with id_type='str' (ids are then mapped to int64).")
+        return np.asarray([int(x) for x in ids], dtype=np.int64)
+
+    def flush(self) -> None:
+        if self._writer is not None and self._writer.dirty:
+            self._writer.flush()
+            self._reset()
+
+    def close(self) -> None:
+        self.flush()
+        self._writer = None
+        self._reset()

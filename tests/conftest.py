@@ -1,0 +1,68 @@
+"""Generic fixtures: real vectors from the shared reference data, and payloads of every supported type.
+
+Tests that need the shared data skip (not fail) where it is absent; see v2v_migrate.shared_data.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from v2v_migrate import shared_data
+
+
+def _require_shared_data() -> None:
+    if shared_data.data_root() is None:
+        pytest.skip("shared reference data not found (set V2V_SHARED_DATA to the folder holding pypi/)")
+
+
+@pytest.fixture(scope="session")
+def real_vectors():
+    """real_vectors(n, model='minilm', start=0) -> float32 (n, dim) of real embeddings (rows start..start+n)."""
+    _require_shared_data()
+
+    def load(n: int, model: str = "minilm", start: int = 0) -> np.ndarray:
+        available = shared_data.info()["models"][model]["rows"]
+        if start + n > available:
+            pytest.skip(f"shared data has only {available} {model} rows, {start + n} needed")
+        return shared_data.embeddings(model, np.arange(start, start + n))
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def real_texts():
+    """real_texts(n) -> the first n rows of texts.jsonl as dicts (row, id, text)."""
+    _require_shared_data()
+
+    def load(n: int) -> list[dict]:
+        return shared_data.texts(range(n))
+
+    return load
+
+
+def mixed_payloads(n: int, seed: int = 0, texts: list[str] | None = None) -> list[dict]:
+    """n payloads covering every payload type the connectors promise to round-trip exactly.
+
+    Every row has the same keys (a key missing from a row reads back as None in columnar stores).
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        out.append({
+            "text": texts[i] if texts is not None else f"row {i} ünïcode ✓",
+            "rank": int(i),
+            "score": float(rng.standard_normal()),
+            "ok": bool(i % 3 == 0),
+            "maybe": None if i % 4 == 0 else f"v{i}",
+            "tags": ["a", f"t{i % 5}"] if i % 2 else [],
+            "meta": {"source": "pypi", "n": i, "nested": {"flag": i % 2 == 0}},
+            "mixed": i if i % 2 else str(i),      # int in some rows, str in others: stored as JSON
+            "big": 2**70 + i,                       # beyond int64: stored as JSON, stays exact
+        })
+    return out
+
+
+@pytest.fixture
+def payloads_for():
+    """payloads_for(n, seed=0, texts=None) -> list of mixed payload dicts (see mixed_payloads)."""
+    return mixed_payloads
