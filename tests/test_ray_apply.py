@@ -1,0 +1,364 @@
+"""`apply --engine ray`: same destination and the same exactly-once guarantees as the local engine.
+
+Real engines (FAISS file source, Parquet / Milvus Lite / Qdrant local destinations and sources), a real
+translator (supervised Procrustes fitted on real minilm -> e5 pairs from the shared data), a local Ray
+instance with 2 CPUs started once for the module (run_ray_apply reuses a running Ray).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from v2v_migrate import shared_data
+
+REPO = Path(__file__).resolve().parents[1]
+N_ROWS = 3000
+
+needs_data = pytest.mark.skipif(shared_data.data_root() is None, reason="shared reference data not found")
+
+
+def _rows_of(uri: str) -> dict:
+    """{id: (vector, payload)} of a whole store, failing on a duplicated id."""
+    from connectors import open_store
+
+    out = {}
+    with open_store(uri) as store:
+        for b in store.iter_batches(1024):
+            for j, x in enumerate(b.ids):
+                assert x not in out, f"id {x!r} read twice from {uri}"
+                out[x] = (b.vectors[j], b.payloads[j] if b.payloads is not None else None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("ray_apply")
+
+
+@pytest.fixture(scope="module")
+def translator_dir(work):
+    if shared_data.data_root() is None:
+        pytest.skip("shared reference data not found")
+    from translators import fit
+
+    rows = shared_data.split()["A"][:2000]
+    x, y = shared_data.embeddings("minilm", rows), shared_data.embeddings("e5", rows)
+    path = work / "translator"
+    fit(x, y, method="procrustes", pairs=(x, y)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def source_vectors():
+    if shared_data.data_root() is None:
+        pytest.skip("shared reference data not found")
+    return shared_data.embeddings("minilm", shared_data.split()["test"][:N_ROWS])
+
+
+def _payloads(ids):
+    return [{"row": int(i), "title": f"package {i}", "score": i / 7.0, "flag": bool(i % 2)} for i in ids]
+
+
+def _fill(uri: str, vectors: np.ndarray, start: int = 0) -> str:
+    from connectors import open_store
+    from connectors.base import Batch
+
+    ids = list(range(start, start + len(vectors)))
+    with open_store(uri) as store:
+        store.create(vectors.shape[1], "cosine", id_type="int")
+        for s in range(0, len(ids), 1000):
+            store.upsert(Batch(ids[s:s + 1000], vectors[s:s + 1000], _payloads(ids[s:s + 1000])))
+        store.flush()
+    return uri
+
+
+@pytest.fixture(scope="module")
+def faiss_source(work, source_vectors):
+    return _fill(f"faiss:{work}/source.index", source_vectors)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    import logging
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _ray_apply(translator_dir, source, dest, state, **kw):
+    from v2v_migrate.ray_apply import run_ray_apply
+
+    args = dict(translator_dir=translator_dir, source_uri=source, dest_uri=dest, state_dir=str(state),
+                batch_size=250, workers=2, address=None, device="cpu", restart=False, source_options=None,
+                dest_options=None)
+    args.update(kw)
+    return run_ray_apply(**args)
+
+
+def _assert_translated_copy(dest_rows: dict, source_vectors, translator_dir, atol=1e-5):
+    from translators.io import load_translator
+
+    expected = load_translator(translator_dir)(source_vectors)
+    assert sorted(dest_rows) == list(range(len(source_vectors)))
+    got = np.stack([dest_rows[i][0] for i in range(len(source_vectors))])
+    np.testing.assert_allclose(got, expected, atol=atol)
+    assert [dest_rows[i][1] for i in range(len(source_vectors))] == _payloads(range(len(source_vectors)))
+
+
+# -- the Ray engine against the local engine -----------------------------------------------------------
+@pytest.mark.ray
+@needs_data
+def test_ray_writes_the_same_destination_as_the_local_engine(local_ray, work, translator_dir, faiss_source,
+                                                             source_vectors):
+    from v2v_migrate.apply import apply_migration
+
+    local = apply_migration(translator_dir, faiss_source, f"parquet:{work}/dest_local", batch_size=250,
+                            device="cpu", state_dir=work / "state_local")
+    summary = _ray_apply(translator_dir, faiss_source, f"parquet:{work}/dest_ray", work / "state_ray")
+    assert summary["rows_written"] == local["rows_written"] == N_ROWS
+    assert summary["completed"] and summary["dest_count"] == N_ROWS
+    assert summary["read_by"] == "workers" and summary["shards"] > 1
+    assert set(local) <= set(summary), f"missing summary keys: {set(local) - set(summary)}"
+    ray_rows, local_rows = _rows_of(f"parquet:{work}/dest_ray"), _rows_of(f"parquet:{work}/dest_local")
+    assert sorted(ray_rows) == sorted(local_rows)
+    for i, (vec, payload) in local_rows.items():
+        np.testing.assert_allclose(ray_rows[i][0], vec, atol=1e-6)
+        assert ray_rows[i][1] == payload
+    _assert_translated_copy(ray_rows, source_vectors, translator_dir)
+
+    again = _ray_apply(translator_dir, faiss_source, f"parquet:{work}/dest_ray", work / "state_ray")
+    assert again["already_complete"] and again["rows_written"] == 0
+
+
+@pytest.mark.ray
+@needs_data
+def test_embedded_source_is_read_by_the_driver(local_ray, work, translator_dir, source_vectors):
+    # A Qdrant local folder is locked by the process that opens it: actors must not open it.
+    source = _fill(f"qdrant:{work}/qdrant_src#docs", source_vectors[:1000])
+    summary = _ray_apply(translator_dir, source, f"faiss:{work}/from_qdrant.index", work / "state_q", workers=1)
+    assert summary["read_by"] == "driver" and summary["rows_written"] == 1000
+    _assert_translated_copy(_rows_of(f"faiss:{work}/from_qdrant.index"), source_vectors[:1000], translator_dir)
+
+
+# -- exactly once after kill -9 ------------------------------------------------------------------------
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, stack = [], [pid]
+    while stack:
+        for c in children.get(stack.pop(), []):
+            out.append(c)
+            stack.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _reap(pids: list[int], wait_s: float = 3.0) -> list[int]:
+    """Wait for the killed driver's Ray processes to exit; kill (by pid) those still there after wait_s."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.3)
+    left = [p for p in pids if _alive(p)]
+    for p in left:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+@pytest.mark.ray
+@needs_data
+@pytest.mark.parametrize("dest_kind", ["faiss", pytest.param("milvus", marks=pytest.mark.slow)])
+def test_kill_9_of_the_driver_mid_run_then_resume_gives_exactly_n_rows(local_ray, work, translator_dir,
+                                                                        faiss_source, source_vectors, dest_kind):
+    from v2v_migrate.checkpoint import load_checkpoint, state_dir_for
+
+    dest = {"faiss": f"faiss:{work}/killed.index", "milvus": f"milvus:{work}/killed.db#docs"}[dest_kind]
+    state = work / f"state_kill_{dest_kind}"
+    args = dict(translator_dir=translator_dir, source_uri=faiss_source, dest_uri=dest, state_dir=str(state),
+                batch_size=100, workers=2, address=None, device="cpu", restart=False, source_options=None,
+                dest_options=None)
+    code = ("import json, sys; from v2v_migrate.ray_apply import run_ray_apply; "
+            "print(json.dumps(run_ray_apply(**json.loads(sys.argv[1]))))")
+    env = dict(os.environ, V2V_TEST_SLEEP_PER_BATCH="0.05")  # slow enough to be caught mid-run
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cp_dir = state_dir_for(dest, state)
+    deadline, written = time.monotonic() + 120, 0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            cp = load_checkpoint(cp_dir) if (cp_dir / "checkpoint.json").exists() else None
+            written = cp.rows_written if cp else 0
+            if written >= 300:
+                break
+            time.sleep(0.05)
+        ray_procs = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert 0 < written < N_ROWS, "the apply was not caught mid-run"
+    _reap(ray_procs)
+
+    cp = load_checkpoint(cp_dir)
+    assert not cp.completed and 0 < cp.rows_written < N_ROWS
+    # Resumed with another worker count: the shard plan comes from the checkpoint, not from --workers.
+    summary = _ray_apply(translator_dir, faiss_source, dest, state, batch_size=100, workers=1)
+    assert summary["resumed"] and summary["completed"]
+    assert summary["resumed_after_rows"] == cp.rows_written
+    assert summary["rows_written"] == N_ROWS - cp.rows_written
+    assert summary["dest_count"] == N_ROWS
+    _assert_translated_copy(_rows_of(dest), source_vectors, translator_dir)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@needs_data
+def test_ctrl_c_commits_what_is_written_then_resume_finishes(local_ray, work, translator_dir, faiss_source,
+                                                             source_vectors):
+    from v2v_migrate.checkpoint import load_checkpoint, state_dir_for
+
+    dest, state = f"parquet:{work}/interrupted", work / "state_sigint"
+    args = dict(translator_dir=translator_dir, source_uri=faiss_source, dest_uri=dest, state_dir=str(state),
+                batch_size=100, workers=2, address=None, device="cpu", restart=False, source_options=None,
+                dest_options=None)
+    code = ("import json, sys; from v2v_migrate.ray_apply import run_ray_apply; "
+            "print(json.dumps(run_ray_apply(**json.loads(sys.argv[1]))))")
+    env = dict(os.environ, V2V_TEST_SLEEP_PER_BATCH="0.05")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cp_dir = state_dir_for(dest, state)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        cp = load_checkpoint(cp_dir) if (cp_dir / "checkpoint.json").exists() else None
+        if cp and cp.rows_written >= 300:
+            break
+        time.sleep(0.05)
+    ray_procs = _descendants(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    _reap(ray_procs)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    summary = json.loads(out.decode().strip().splitlines()[-1])
+    assert summary["interrupted"] and not summary["completed"]
+    cp = load_checkpoint(cp_dir)
+    assert cp.rows_written == summary["rows_written"] and 0 < cp.rows_written < N_ROWS
+    assert len(_rows_of(dest)) == cp.rows_written  # what the checkpoint claims is exactly what is there
+    again = _ray_apply(translator_dir, faiss_source, dest, state, batch_size=100)
+    assert again["resumed"] and again["dest_count"] == N_ROWS
+    _assert_translated_copy(_rows_of(dest), source_vectors, translator_dir)
+
+
+# -- refusals and the CPU/GPU translation path (no Ray needed) ------------------------------------------
+@needs_data
+@pytest.mark.parametrize("bad", [{"workers": 0}, {"batch_size": 0}])
+def test_bad_worker_or_batch_counts_are_refused_with_the_fix(work, translator_dir, faiss_source, bad):
+    from v2v_migrate.errors import UsageError
+
+    with pytest.raises(UsageError, match="Fix: pass"):
+        _ray_apply(translator_dir, faiss_source, f"faiss:{work}/never.index", work / "state_never", **bad)
+    assert not (work / "never.index").exists()
+
+
+@needs_data
+def test_a_checkpoint_of_another_translator_is_refused(work, translator_dir, faiss_source):
+    from translators import fit
+    from v2v_migrate.checkpoint import Checkpoint, normalize_uri, save_checkpoint, state_dir_for
+    from v2v_migrate.errors import CheckpointError
+
+    dest, state = f"faiss:{work}/dest_other.index", work / "state_other"
+    save_checkpoint(state_dir_for(dest, state), Checkpoint(normalize_uri(faiss_source), normalize_uri(dest),
+                                                            "0" * 64, cursor={"ray_shards": []}, rows_read=5))
+    with pytest.raises(CheckpointError, match="--restart"):
+        _ray_apply(translator_dir, faiss_source, dest, state)
+
+
+def test_a_local_engine_checkpoint_resumes_as_one_shard():
+    from v2v_migrate.ray_apply import shards_from_checkpoint
+
+    [one] = shards_from_checkpoint([0, 500], rows_written=500)
+    assert (one.shard, one.cursor, one.rows, one.done) == (None, [0, 500], 500, False)
+    assert shards_from_checkpoint(None, 0) is None
+    ray_cursor = {"ray_shards": [{"shard": [0, 10], "cursor": None, "rows": 0, "done": True}]}
+    assert shards_from_checkpoint(ray_cursor, 10)[0].done
+
+
+@needs_data
+def test_cpu_path_of_translate_batch_is_the_translator_itself(translator_dir, source_vectors):
+    from translators.io import load_translator
+    from v2v_migrate.ray_worker import translate_batch
+
+    t = load_translator(translator_dir)
+    np.testing.assert_array_equal(translate_batch(t, source_vectors[:500]), t(source_vectors[:500]))
+
+
+@pytest.mark.gpu
+@needs_data
+def test_gpu_translation_matches_cpu_within_float_tolerance(translator_dir, source_vectors):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from translators.io import load_translator
+    from v2v_migrate.ray_worker import translate_batch
+
+    cpu = load_translator(translator_dir)(source_vectors)
+    gpu = translate_batch(load_translator(translator_dir).to("cuda"), source_vectors)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+
+
+@needs_data
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_exact_topk_equals_brute_force(source_vectors, metric):
+    from v2v_migrate.ray_gpu import exact_topk
+
+    docs, queries = source_vectors[:1500] * 1.5, source_vectors[1500:1600]  # not unit: cosine != ip
+    scores, rows, where = exact_topk(queries, docs, metric, k=10)
+    if metric == "l2":
+        brute = -((queries[:, None, :] - docs[None, :, :]) ** 2).sum(-1)
+    else:
+        def unit(v):
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+        a, b = (queries, docs) if metric == "ip" else (unit(queries), unit(docs))
+        brute = a @ b.T
+    expected = np.argsort(-brute, axis=1, kind="stable")[:, :10]
+    assert where in ("faiss-cpu", "faiss-gpu")
+    assert (rows == expected).mean() > 0.99  # float rounding may swap near-ties
+    np.testing.assert_allclose(np.abs(scores), np.abs(np.take_along_axis(brute, expected, 1)), rtol=1e-4)
+
+
+@pytest.mark.gpu
+@needs_data
+def test_exact_topk_on_faiss_gpu_matches_cpu(source_vectors):
+    from v2v_migrate.ray_gpu import exact_topk, faiss_gpu_count
+
+    if faiss_gpu_count() == 0:
+        pytest.skip("faiss-gpu not installed or no GPU")
+    _, cpu_rows, _ = exact_topk(source_vectors[:100], source_vectors, "cosine", 10, use_gpu=False)
+    _, gpu_rows, where = exact_topk(source_vectors[:100], source_vectors, "cosine", 10)
+    assert where == "faiss-gpu" and (gpu_rows == cpu_rows).mean() > 0.99
