@@ -1,0 +1,194 @@
+"""`v2v-migrate demo --out DIR`: the whole flow on real data in a few minutes, on CPU.
+
+Data (examples/demo/, made by examples/make_demo_data.py): PyPI package summaries embedded by
+paraphrase-MiniLM-L3-v2 (the OLD model: the store to migrate) and by all-MiniLM-L6-v2 (the NEW model:
+vectors of OTHER texts, i.e. the part of the new store already embedded, plus a held-out set of source
+texts used only by the report as pairs).
+
+Steps: build a FAISS source index (+ payload sidecar) and a FAISS target index through the connectors ->
+plan -> train (unsupervised: no pairs) -> apply (FAISS -> Milvus Lite, or Qdrant local if Milvus Lite cannot
+start) -> report (dry run before apply, full report after). Rerunning reuses what is already built: the
+stores and the translator when their inputs did not change, and apply resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from v2v_migrate.errors import StoreNotFoundError, UnreadableStoreError, UsageError
+
+DATA = Path(__file__).resolve().parent.parent / "examples" / "demo"
+DATA_FILES = ("source_old.f16.npy", "source.jsonl", "target_new.f16.npy", "target.jsonl",
+              "pairs_new.f16.npy", "pairs.jsonl", "info.json")
+
+
+def _data_dir(data_dir) -> Path:
+    d = Path(data_dir) if data_dir else DATA
+    missing = [f for f in DATA_FILES if not (d / f).exists()]
+    if missing:
+        raise StoreNotFoundError(f"demo data in {d} is incomplete (missing {', '.join(missing)}).",
+                                 "run `python examples/make_demo_data.py` from the repository to rebuild it.")
+    return d
+
+
+def _rows(path: Path, limit: int | None) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    return rows[:limit] if limit else rows
+
+
+def _vectors(path: Path, limit: int | None) -> np.ndarray:
+    v = np.load(path, mmap_mode="r")
+    return np.asarray(v[:limit] if limit else v, dtype=np.float32)
+
+
+def _stamp(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_store(uri: str, ids, vectors, payloads, metric: str = "cosine") -> None:
+    """Create the store through its connector and fill it, unless a previous run already did."""
+    from connectors import Batch, open_store
+
+    store = open_store(uri)
+    try:
+        if store.exists() and store.count() == len(ids):
+            return
+        store.create(vectors.shape[1], metric, id_type="int", exist_ok=True)
+        for s in range(0, len(ids), 2048):
+            store.upsert(Batch(list(ids[s:s + 2048]), vectors[s:s + 2048],
+                               payloads[s:s + 2048] if payloads is not None else None))
+        store.flush()
+    finally:
+        store.close()
+
+
+# What a demo run creates in its folder; removed when a rerun asks for other data or settings.
+_ARTIFACTS = ("source.faiss*", "target.faiss*", "dest_milvus.db*", ".dest_milvus.db*", "dest_qdrant", "state",
+              "translator", ".translator*", "report", "report-dry-run", "plan.toml", "pairs.parquet")
+
+
+def _reset_if_changed(out: Path, stamp: str) -> None:
+    stamp_file = out / ".demo.stamp"
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return  # same inputs: reuse stores and translator, apply resumes from its checkpoint
+    found = [p for pattern in _ARTIFACTS for p in out.glob(pattern)]
+    if found and not stamp_file.exists():  # not a folder a demo made: never delete someone else's files
+        raise UsageError(f"{out} already holds {found[0].name} and was not made by the demo.",
+                         "pass an empty or new folder to --out.")
+    for p in found:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    stamp_file.write_text(stamp)
+
+
+def _write_pairs(path: Path, ids, x: np.ndarray, y: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d_s, d_t = x.shape[1], y.shape[1]
+    table = pa.table({"id": pa.array(ids, pa.int64()),
+                      "source": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float32()), d_s),
+                      "target": pa.FixedSizeListArray.from_arrays(pa.array(y.ravel(), pa.float32()), d_t)})
+    pq.write_table(table, path)
+
+
+def _dest_uris(out: Path) -> list[str]:
+    return [f"milvus:{out / 'dest_milvus.db'}#pypi_minilm", f"qdrant:{out / 'dest_qdrant'}#pypi_minilm"]
+
+
+def _pick_destination(out: Path, say) -> tuple[str, list[str]]:
+    """The first destination engine that starts here: Milvus Lite, else Qdrant local mode."""
+    from connectors import open_store
+
+    errors = []
+    for uri in _dest_uris(out):
+        try:
+            store = open_store(uri)
+            store.exists()  # starts the embedded engine
+            store.close()
+            return uri, errors
+        except Exception as e:  # an engine that cannot start here (platform, missing binary): try the next
+            errors.append(f"{uri}: {type(e).__name__}: {e}")
+            say(f"      {uri.split(':')[0]} destination unavailable ({type(e).__name__}: {e}); trying the next engine")
+    raise UnreadableStoreError("no embedded destination engine could start: " + " | ".join(errors),
+                               "check the Milvus Lite and Qdrant client installs (scripts/install.sh).")
+
+
+def run_demo(out_dir, *, limit: int | None = None, data_dir=None, quiet: bool = False, seed: int = 0,
+             method: str = "auto", device: str = "cpu") -> dict:
+    """Run the demo into out_dir; returns a summary with the verdict and the report paths.
+
+    limit: use only the first `limit` source and target rows (tests use a reduced size).
+    """
+    from v2v_migrate.apply import apply_migration
+    from v2v_migrate.plan import make_plan, write_plan
+    from v2v_migrate.report import build_report
+    from v2v_migrate.training import train_translator
+
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    data = _data_dir(data_dir)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    info = json.loads((data / "info.json").read_text())
+
+    # 1. the old store (FAISS + payload sidecar) and the new store's existing part (Parquet)
+    src_rows, src_vecs = _rows(data / "source.jsonl", limit), _vectors(data / "source_old.f16.npy", limit)
+    tgt_rows, tgt_vecs = _rows(data / "target.jsonl", limit), _vectors(data / "target_new.f16.npy", limit)
+    source_uri, target_uri = f"faiss:{out / 'source.faiss'}", f"faiss:{out / 'target.faiss'}"
+    say(f"[1/5] stores: {len(src_rows)} old-model vectors ({info['old_model']['name']}) -> {source_uri}; "
+        f"{len(tgt_rows)} new-model vectors of other texts ({info['new_model']['name']}) -> {target_uri}")
+    _reset_if_changed(out, _stamp(limit, seed, method, info.get("seed"), info.get("n_source"), info.get("vectors")))
+    _write_store(source_uri, [r["id"] for r in src_rows], src_vecs,
+                 [{"name": r["name"], "text": r["text"]} for r in src_rows])
+    _write_store(target_uri, [r["id"] for r in tgt_rows], tgt_vecs,
+                 [{"name": r["name"], "text": r["text"]} for r in tgt_rows])
+    # held-out pairs: source texts that were also embedded by the new model (used by the report only)
+    src_pos = {r["id"]: i for i, r in enumerate(src_rows)}
+    pair_rows, pair_vecs = _rows(data / "pairs.jsonl", None), _vectors(data / "pairs_new.f16.npy", None)
+    keep = [i for i, r in enumerate(pair_rows) if r["id"] in src_pos]
+    pairs_path = out / "pairs.parquet"
+    _write_pairs(pairs_path, [pair_rows[i]["id"] for i in keep],
+                 src_vecs[[src_pos[pair_rows[i]["id"]] for i in keep]], pair_vecs[keep])
+
+    # 2. plan, 3. train, 4. apply, 5. report
+    translator_dir, state_dir = out / "translator", out / "state"
+    dest_uri, engine_errors = _pick_destination(out, say)
+    result = {"out": str(out), "source_uri": source_uri, "target_uri": target_uri, "dest_uri": dest_uri,
+              "pairs": len(keep), "engine_errors": engine_errors}
+    plan = make_plan(source_uri, target_uri, dest_uri, state_dir=str(state_dir), seed=seed, allow_existing=True)
+    write_plan(plan, out / "plan.toml")
+    say(f"[2/5] plan written: {out / 'plan.toml'}")
+    if (translator_dir / "config.json").exists():
+        say(f"[3/5] translator reused: {translator_dir}")
+    else:
+        t = train_translator(source_uri, target_uri, translator_dir, method=method, seed=seed, device=device)
+        say(f"[3/5] translator trained ({t['method']}, {t['seconds']} s): {translator_dir}")
+    dry = build_report(translator_dir=str(translator_dir), source_uri=source_uri, target_uri=target_uri,
+                       pairs_path=str(pairs_path), out_dir=out / "report-dry-run", seed=seed)
+    say(f"      dry-run report (nothing written): {dry['verdict']['decision']} -> {dry['files']['html']}")
+    applied = apply_migration(str(translator_dir), source_uri, dest_uri, device=device, state_dir=str(state_dir))
+    say(f"[4/5] applied into {dest_uri}")
+    result.update(plan=str(out / "plan.toml"), translator=str(translator_dir), apply=applied,
+                  dry_run_verdict=dry["verdict"]["decision"])
+
+    report = build_report(translator_dir=str(translator_dir), source_uri=source_uri, dest_uri=dest_uri,
+                          target_uri=target_uri, pairs_path=str(pairs_path), out_dir=out / "report", seed=seed)
+    v = report["verdict"]
+    q = report.get("quality") or {}
+    result.update(verdict=v["decision"], go=v["go"], reasons=v["reasons"], report_html=report["files"]["html"],
+                  report_json=report["files"]["json"], retention=q.get("retention"), top1=q.get("top1"),
+                  mean_cosine=q.get("mean_cosine"), dest_count=report["dest"]["count"],
+                  source_count=report["source"]["count"])
+    say(f"[5/5] verdict: {v['decision'].upper()} — " + "; ".join(v["reasons"]))
+    say(f"      retention {_f(q.get('retention'))}, top-1 {_f(q.get('top1'))}, mean cosine {_f(q.get('mean_cosine'))}"
+        f" ({q.get('pairs', 0)} held-out pairs)")
+    say(f"report: {report['files']['html']}")
+    return result
+
+
+def _f(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
