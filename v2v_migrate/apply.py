@@ -1,0 +1,367 @@
+"""apply: stream every source batch -> translator -> destination upsert; checkpointed, resumable, locked.
+
+Three stages overlap: a reader thread pulls source batches, a translator thread maps them (on the GPU when
+there is one), and the calling thread upserts them. Bounded queues between the stages keep memory flat
+whatever the store size (about `2 * queue_depth + 3` batches in flight).
+
+A batch is *committed* once the destination made it durable: `dest.flush()` is called before the checkpoint
+advances, so the checkpoint never claims rows a crash could lose. A commit (flush + checkpoint) follows the
+first batch that ends at least MIN_COMMIT_SECONDS (`--checkpoint-seconds`, default 2 s) after the previous
+one; where flushing is costly (a FAISS file is rewritten whole) commits are spaced further, so that they
+take at most ~5% of the run. After a crash, kill -9 or Ctrl-C, the next apply resumes after the last
+committed batch; re-writing the batches after it is harmless because upserts are idempotent by id, so the
+destination ends with exactly the source's rows.
+
+State (checkpoint, incremental hashes) lives in the state dir: see `v2v_migrate.checkpoint`.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from connectors.base import Batch, check_metric, validate_vectors
+from v2v_migrate.checkpoint import (
+    Checkpoint, load_checkpoint, normalize_uri, remove_checkpoint, save_checkpoint, state_dir_for,
+)
+from v2v_migrate.errors import (
+    CheckpointError, DestinationNotEmptyError, DimensionMismatchError, MetricMismatchError, UsageError,
+)
+from v2v_migrate.runtime import load_translator_on, open_existing, translator_fingerprint
+
+# Test-only: seconds to sleep after each upsert, so that tests can kill a real apply mid-run.
+SLEEP_ENV = "V2V_TEST_SLEEP_PER_BATCH"
+# Flush + checkpoint may take at most this share of the run (commits are spaced accordingly).
+COMMIT_OVERHEAD = 0.05
+# ... and are at least this many seconds apart by default: some engines pay for each flush later (Milvus
+# seals a small segment per flush, which it must then compact). A crash re-writes at most this much work.
+MIN_COMMIT_SECONDS = 2.0
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _put(q: queue.Queue, item: Any, abort: threading.Event) -> bool:
+    while not abort.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, abort: threading.Event) -> Any:
+    while not abort.is_set():
+        try:
+            return q.get(timeout=0.2)
+        except queue.Empty:
+            continue
+    return None
+
+
+def _reader(source, batch_size: int, cursor: Any, out: queue.Queue, stop: threading.Event,
+            abort: threading.Event) -> None:
+    it = source.iter_batches(batch_size, cursor=cursor)
+    try:
+        for b in it:
+            if not _put(out, b, abort):
+                return
+            if stop.is_set():  # Ctrl-C: read nothing more; the writer finishes its batch and checkpoints
+                return
+        _put(out, _DONE, abort)  # only when the source is exhausted: the run is then complete
+    except BaseException as e:  # handed to the writer, which raises it in the caller's thread
+        _put(out, _Failure(e), abort)
+    finally:
+        close = getattr(it, "close", None)
+        if close:
+            close()
+
+
+def _translator_stage(translator, source_dim: int, target_dim: int, hash_path: Path | None,
+                      inp: queue.Queue, out: queue.Queue, abort: threading.Event) -> None:
+    hashes_db = None
+    try:
+        if hash_path is not None:
+            from v2v_migrate.incremental import HashIndex
+
+            hashes_db = HashIndex(hash_path)  # SQLite connections belong to one thread
+        while True:
+            item = _get(inp, abort)
+            if item is None:
+                return
+            if item is _DONE or isinstance(item, _Failure):
+                _put(out, item, abort)
+                return
+            _put(out, _translate_batch(item, translator, source_dim, target_dim, hashes_db), abort)
+    except BaseException as e:
+        _put(out, _Failure(e), abort)
+    finally:
+        if hashes_db is not None:
+            hashes_db.close()
+
+
+def _translate_batch(b: Batch, translator, source_dim: int, target_dim: int, hashes_db) -> dict:
+    """-> {'n_read', 'batch' (rows to write, translated), 'keys'/'hashes' (incremental), 'cursor'}."""
+    vectors = validate_vectors(b.vectors, source_dim, where="source vectors")
+    keys = hashes = None
+    if hashes_db is not None:
+        from v2v_migrate.incremental import id_key, row_hashes
+
+        keys = [id_key(x) for x in b.ids]
+        hashes = row_hashes(vectors, b.payloads)
+        mask = hashes_db.changed_mask(keys, hashes)
+        if not mask.all():
+            idx = np.flatnonzero(mask)
+            b = Batch([b.ids[i] for i in idx], vectors[idx],
+                      [b.payloads[i] for i in idx] if b.payloads is not None else None, b.cursor)
+            vectors = b.vectors
+    out_vecs = np.zeros((0, target_dim), np.float32)
+    if len(b):
+        out_vecs = validate_vectors(translator(vectors), target_dim, where="translated vectors")
+    return {"n_read": len(keys) if keys is not None else len(b), "batch": b.with_vectors(out_vecs),
+            "keys": keys, "hashes": hashes, "cursor": b.cursor}
+
+
+class _Signals:
+    """First SIGINT/SIGTERM: stop gracefully (finish the in-flight batch, checkpoint). Second: abort now."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop, self.saved = stop, {}
+
+    def _handle(self, signum, frame):
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.saved[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+
+
+def _check_dest_compatible(dest, target_dim: int, metric: str | None) -> None:
+    if dest.dim != target_dim:
+        raise DimensionMismatchError(
+            f"Destination {dest.uri} holds {dest.dim}-d vectors but the translator outputs {target_dim}-d.",
+            "write to a new destination (another collection name or path) for the new model.")
+    if metric and check_metric(dest.metric) != check_metric(metric):
+        raise MetricMismatchError(f"Destination {dest.uri} uses metric {dest.metric}, not {metric}.",
+                                  "drop --metric or write to a new destination.")
+
+
+def apply_migration(translator_dir: str | os.PathLike | None, source_uri: str, dest_uri: str, *,
+                    translator: Any = None, batch_size: int = 1024, resume: bool = True, device: str = "auto",
+                    metric: str | None = None, allow_existing: bool = False, incremental: bool = False,
+                    delete_missing: bool = False, state_dir: str | os.PathLike | None = None,
+                    commit_seconds: float = MIN_COMMIT_SECONDS, queue_depth: int = 4, progress: bool = False,
+                    source_options: dict | None = None,
+                    dest_options: dict | None = None) -> dict:
+    """Copy every source row, translated, into the destination. Returns a summary dict (see the CLI's --json)."""
+    from connectors import open_store
+    from v2v_migrate.locking import DestinationLock
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}.", "pass a positive batch size.")
+    if normalize_uri(source_uri) == normalize_uri(dest_uri):
+        raise UsageError("The source and the destination are the same store.",
+                         "write to a new destination; the source stays read-only.")
+    translator = translator if translator is not None else load_translator_on(translator_dir, device)
+    fingerprint = translator_fingerprint(translator)
+    t_start = time.monotonic()
+    source = open_existing(source_uri, "source", source_options)
+    dest = None
+    try:
+        if source.dim != translator.source_dim:
+            raise DimensionMismatchError(
+                f"The source holds {source.dim}-d vectors but the translator expects {translator.source_dim}-d.",
+                "use the translator trained for this source (v2v-migrate train --source ...).")
+        dest = open_store(dest_uri, **(dest_options or {}))
+        with DestinationLock(dest_uri):
+            state = state_dir_for(dest_uri, state_dir)
+            cp = load_checkpoint(state)
+            owned = cp is not None  # a checkpoint here means a v2v apply wrote this destination
+            if cp is not None:
+                why = cp.belongs_to(source_uri, dest_uri, fingerprint)
+                if why and resume:
+                    raise CheckpointError(f"The checkpoint in {state} does not belong to this apply: {why}.",
+                                          "rerun with --restart to start over (it overwrites by id), "
+                                          "or pass the original --translator/--source.")
+                if why or not resume:
+                    remove_checkpoint(state)
+                    cp = None
+            dest_exists = dest.exists()
+            if dest_exists:
+                _check_dest_compatible(dest, translator.target_dim, metric)
+                if not owned and not allow_existing and dest.count() > 0:
+                    raise DestinationNotEmptyError(
+                        f"Destination {dest_uri} already holds {dest.count()} vectors that this migration "
+                        "did not write.", "choose a new destination, or pass --allow-existing to write into it.")
+            else:
+                dest.create(translator.target_dim, check_metric(metric or source.metric),
+                            id_type=source.id_type, exist_ok=True)
+            return _run(source, dest, translator, fingerprint, cp, state, source_uri, dest_uri,
+                        restarted=not resume, batch_size=batch_size, incremental=incremental,
+                        delete_missing=delete_missing, commit_seconds=commit_seconds,
+                        queue_depth=queue_depth, progress=progress, created_dest=not dest_exists,
+                        t_start=t_start)
+    finally:
+        source.close()
+        if dest is not None:
+            dest.close()
+
+
+def _run(source, dest, translator, fingerprint, cp, state: Path, source_uri, dest_uri, *, restarted, batch_size,
+         incremental, delete_missing, commit_seconds, queue_depth, progress, created_dest, t_start) -> dict:
+    if cp is not None and cp.cursor is None and not cp.completed and cp.rows_read:
+        cp = None  # the source cannot resume mid-stream: start over (idempotent upserts make this safe)
+    if cp is not None and incremental and not cp.completed and not cp.incremental:
+        # An interrupted plain run continued as --incremental: rescan from the start instead (the rows
+        # it wrote are found in the destination by the bootstrap below, so they are not copied again).
+        cp = None
+    resumed = cp is not None and not cp.completed
+    if cp is not None and cp.completed and incremental:
+        cp = None  # a new scheduled run: scan the whole source again
+    if cp is None:
+        cp = Checkpoint(normalize_uri(source_uri), normalize_uri(dest_uri), fingerprint, incremental=incremental)
+    summary = {"source": cp.source_uri, "dest": cp.dest_uri, "translator_fingerprint": fingerprint,
+               "state_dir": str(state), "created_dest": created_dest, "resumed": resumed,
+               "resumed_after_rows": cp.rows_read if resumed else 0, "incremental": incremental,
+               "rows_read": 0, "rows_written": 0, "rows_skipped": 0, "interrupted": False}
+    if cp.completed:  # plain re-run of a finished migration: nothing to do
+        summary.update(completed=True, already_complete=True, dest_count=dest.count(),
+                       seconds=round(time.monotonic() - t_start, 3), rate=0.0)
+        return summary
+
+    hashes_db, run = None, 0
+    if incremental:
+        from v2v_migrate.incremental import HashIndex
+
+        hashes_db = HashIndex(state / "hashes.sqlite")
+        if restarted or hashes_db.meta("fingerprint") not in (None, fingerprint):
+            hashes_db.clear()  # another translator: every destination vector changes
+        hashes_db.set_meta("fingerprint", fingerprint)
+        run = int(hashes_db.meta("run", "0")) + (0 if resumed else 1)
+        hashes_db.set_meta("run", run)
+        if hashes_db.is_empty() and dest.count() > 0 and not restarted:  # --restart: rewrite every row
+            summary["bootstrapped_ids"] = hashes_db.bootstrap_from(dest.iter_batches(4096), run - 1)
+
+    stop, abort = threading.Event(), threading.Event()
+    q_read, q_done = queue.Queue(queue_depth), queue.Queue(queue_depth)
+    threads = [
+        threading.Thread(target=_reader, args=(source, batch_size, cp.cursor, q_read, stop, abort),
+                         name="v2v-read", daemon=True),
+        threading.Thread(target=_translator_stage,
+                         args=(translator, translator.source_dim, translator.target_dim,
+                               state / "hashes.sqlite" if incremental else None, q_read, q_done, abort),
+                         name="v2v-translate", daemon=True),
+    ]
+    sleep_per_batch = float(os.environ.get(SLEEP_ENV) or 0)
+    total = source.count()
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=min(cp.rows_read, total), unit="vec", unit_scale=True, file=sys.stderr,
+               disable=not progress, dynamic_ncols=True, desc="apply")
+    last_commit, commit_cost = time.monotonic(), 0.0
+    commits = {"checkpoints": 0, "checkpoint_seconds": 0.0}
+
+    def commit() -> None:
+        nonlocal last_commit, commit_cost
+        t0 = time.monotonic()
+        dest.flush()  # durable first, then the checkpoint may claim it
+        if hashes_db is not None:
+            hashes_db.commit()
+        save_checkpoint(state, cp)
+        last_commit = time.monotonic()
+        commit_cost = last_commit - t0
+        commits["checkpoints"] += 1
+        commits["checkpoint_seconds"] += commit_cost
+
+    t_loop = time.monotonic()
+    try:
+        with _Signals(stop):
+            for t in threads:
+                t.start()
+            while True:
+                item = _get(q_done, stop)  # returns None once Ctrl-C was pressed
+                if item is None:
+                    summary["interrupted"] = True
+                    break
+                if isinstance(item, _Failure):
+                    raise item.exc
+                if item is _DONE:
+                    cp.completed = True
+                    break
+                b = item["batch"]
+                if len(b):
+                    dest.upsert(b)
+                if hashes_db is not None:
+                    hashes_db.record(item["keys"], item["hashes"], run)
+                n_read = item["n_read"]
+                cp.cursor, cp.batches = item["cursor"], cp.batches + 1
+                cp.rows_read += n_read
+                cp.rows_written += len(b)
+                cp.rows_skipped += n_read - len(b)
+                summary["rows_read"] += n_read
+                summary["rows_written"] += len(b)
+                summary["rows_skipped"] += n_read - len(b)
+                bar.update(n_read)
+                if sleep_per_batch:
+                    time.sleep(sleep_per_batch)
+                if time.monotonic() - last_commit >= max(commit_seconds, commit_cost / COMMIT_OVERHEAD):
+                    commit()
+            commit()  # also on Ctrl-C: everything upserted so far becomes durable and resumable
+            if cp.completed and incremental:
+                summary.update(_handle_vanished(hashes_db, dest, run, state, delete_missing))
+    finally:
+        abort.set()
+        bar.close()
+        for t in threads:
+            t.join(timeout=10)
+        if hashes_db is not None:
+            hashes_db.close()
+    seconds = time.monotonic() - t_start
+    summary.update(completed=cp.completed, total_rows_written=cp.rows_written, dest_count=dest.count(),
+                   checkpoints=commits["checkpoints"], checkpoint_seconds=round(commits["checkpoint_seconds"], 3),
+                   seconds=round(seconds, 3),
+                   rate=round(summary["rows_read"] / max(time.monotonic() - t_loop, 1e-9), 1))
+    return summary
+
+
+def _handle_vanished(hashes_db, dest, run: int, state: Path, delete_missing: bool) -> dict:
+    """Source deletions since the last run: listed; deleted from the destination only when asked and possible."""
+    import json
+
+    gone = hashes_db.vanished(run)
+    out = {"deleted_in_source": len(gone), "deleted_from_dest": 0}
+    path = state / "deleted_ids.jsonl"
+    if not gone:
+        path.unlink(missing_ok=True)
+        return out
+    path.write_text("".join(json.dumps(x) + "\n" for x in gone))
+    out["deleted_ids_file"] = str(path)
+    if delete_missing:
+        delete = getattr(dest, "delete", None)
+        if delete is None:
+            raise UsageError(f"--delete-missing: the {dest.scheme} connector cannot delete rows.",
+                             f"remove the {len(gone)} ids listed in {path} by hand, or drop --delete-missing.")
+        delete(gone)
+        dest.flush()
+        hashes_db.forget(gone)
+        out["deleted_from_dest"] = len(gone)
+    return out

@@ -1,0 +1,157 @@
+"""Where `apply` keeps its state, and the checkpoint that makes it resumable.
+
+State lives in a state dir (default `.v2v-state/` in the working directory, `--state-dir` to move it),
+one subfolder per destination, named from a readable slug plus a hash of the destination's normalised URI:
+
+    .v2v-state/
+      milvus-docs-1a2b3c4d5e/
+        checkpoint.json    # cursor after the last durable batch, counts, translator fingerprint, URIs
+        hashes.sqlite      # --incremental only: one content hash per source id
+        deleted_ids.jsonl  # --incremental only: ids that vanished from the source in the last run
+
+The checkpoint is only advanced after the destination made the batch durable (after `flush()` where the
+engine needs it), and it is written atomically (tmp file + fsync + os.replace + fsync of the folder), so a
+crash at any instant leaves either the old or the new checkpoint, never a torn one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from v2v_migrate.errors import CheckpointError
+
+DEFAULT_STATE_DIR = ".v2v-state"
+CHECKPOINT_VERSION = 1
+
+
+def normalize_uri(uri: str) -> str:
+    """A URI that names the same store from any working directory: local paths made absolute.
+
+    `milvus:x.db#docs` -> `milvus:/abs/x.db#docs`; server URLs (`http://...`) are kept as they are.
+    """
+    scheme, sep, rest = str(uri).partition(":")
+    if not sep:
+        return str(uri)
+    path, hsep, frag = rest.partition("#")
+    if "://" in path or not path:
+        return strip_secrets(str(uri))
+    return f"{scheme}:{os.path.abspath(os.path.expanduser(path))}{hsep}{frag}"
+
+
+_SECRET_QUERY = re.compile(r"(?i)(token|key|secret|password|passwd|pwd|auth)")
+
+
+def strip_secrets(uri: str) -> str:
+    """Drop `user:password@` and secret-looking query parameters from a server URL (never store them)."""
+    scheme, sep, rest = str(uri).partition(":")
+    if "://" not in rest:
+        return str(uri)
+    url, hsep, frag = rest.partition("#")
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = "&".join(q for q in parts.query.split("&") if q and not _SECRET_QUERY.search(q.split("=")[0]))
+    clean = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return f"{scheme}{sep}{clean}{hsep}{frag}"
+
+
+def dest_key(dest_uri: str) -> str:
+    """Folder name for a destination: readable slug + 10 hex digits of the normalised URI's hash."""
+    norm = normalize_uri(dest_uri)
+    digest = hashlib.sha256(norm.encode()).hexdigest()[:10]
+    scheme, _, rest = norm.partition(":")
+    tail = rest.rstrip("/").replace("#", "-").split("/")[-1]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{scheme}-{tail}")[:60].strip("-.")
+    return f"{slug}-{digest}"
+
+
+def state_dir_for(dest_uri: str, state_dir: str | os.PathLike | None = None) -> Path:
+    """The destination's state folder (not created here)."""
+    return Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve() / dest_key(dest_uri)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` so that readers (and a crash) see either the old or the new content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    # fsync the folder too: without it the rename itself may not survive a power cut.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class Checkpoint:
+    """Progress of one apply: everything up to `cursor` is durable in the destination."""
+
+    source_uri: str
+    dest_uri: str
+    translator_fingerprint: str
+    cursor: Any = None
+    rows_read: int = 0  # source rows consumed up to the cursor (incremental: including skipped ones)
+    rows_written: int = 0  # rows upserted into the destination up to the cursor
+    rows_skipped: int = 0  # incremental: unchanged rows not rewritten
+    batches: int = 0
+    completed: bool = False
+    incremental: bool = False
+    started_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    version: int = CHECKPOINT_VERSION
+
+    def belongs_to(self, source_uri: str, dest_uri: str, fingerprint: str) -> str | None:
+        """None when this checkpoint is for that migration, else the reason it is not."""
+        if self.dest_uri != normalize_uri(dest_uri):
+            return f"it was written for destination {self.dest_uri}"
+        if self.source_uri != normalize_uri(source_uri):
+            return f"it was written for source {self.source_uri}, not {normalize_uri(source_uri)}"
+        if self.translator_fingerprint != fingerprint:
+            return (f"it was written with translator {self.translator_fingerprint[:12]}, "
+                    f"not {str(fingerprint)[:12]}")
+        return None
+
+
+def checkpoint_path(state: Path) -> Path:
+    return Path(state) / "checkpoint.json"
+
+
+def load_checkpoint(state: Path) -> Checkpoint | None:
+    path = checkpoint_path(state)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        known = {k: v for k, v in data.items() if k in Checkpoint.__dataclass_fields__}
+        cp = Checkpoint(**known)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"Checkpoint {path} is unreadable ({e}).",
+                              "rerun with --restart to start the migration over (upserts are idempotent).")
+    if cp.version != CHECKPOINT_VERSION:
+        raise CheckpointError(f"Checkpoint {path} has version {cp.version}, expected {CHECKPOINT_VERSION}.",
+                              "rerun with --restart to start the migration over.")
+    return cp
+
+
+def save_checkpoint(state: Path, cp: Checkpoint) -> None:
+    cp.updated_at = time.time()
+    atomic_write_text(checkpoint_path(state), json.dumps(asdict(cp), indent=1, default=str) + "\n")
+
+
+def remove_checkpoint(state: Path) -> None:
+    try:
+        checkpoint_path(state).unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,363 @@
+"""The `v2v-migrate` command line: thin commands that parse, call one library function and render.
+
+Exit codes: 0 success; 1 unexpected internal error; 2 usage / bad input (UsageError, UnknownSchemeError,
+DimensionMismatchError, InvalidVectorsError, MetricMismatchError, IdTypeError, TranslatorError, TrainingError,
+CredentialsError, and click's own usage errors); 3 a store that is missing, empty, unreadable or lossy;
+4 a destination locked by another apply; 5 a destination holding foreign data or a checkpoint of another
+migration; 130 interrupted (Ctrl-C / SIGTERM; apply checkpoints first and resumes on the next run).
+A user mistake prints one line `error: <what>. Fix: <how>` on stderr, never a traceback
+(set V2V_DEBUG=1 to see tracebacks of unexpected errors).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from v2v_migrate.errors import (
+    InvalidVectorsError, StoreNotFoundError, UnreadableStoreError, UsageError, V2VError,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Move a vector database to a new embedding model without re-embedding the source text.")
+EXIT_INTERRUPTED = 130
+
+JsonOpt = typer.Option(False, "--json", help="Print a machine-readable JSON summary on stdout.")
+SrcOpt = typer.Option(None, "--source-option", help="Connector option for the source, KEY=VALUE (repeatable).")
+DstOpt = typer.Option(None, "--dest-option", help="Connector option for the destination, KEY=VALUE (repeatable).")
+TgtOpt = typer.Option(None, "--target-option", help="Connector option for the target, KEY=VALUE (repeatable).")
+PlanOpt = typer.Option(None, "--plan", help="plan.toml written by `v2v-migrate plan` (explicit options win).")
+
+
+def _emit(result: dict, as_json: bool, text: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        typer.echo(text)
+
+
+def _progress(as_json: bool) -> bool:
+    return not as_json and sys.stderr.isatty()
+
+
+def _options(plan: dict | None, role: str, given: list[str] | None) -> dict:
+    from v2v_migrate.plan import plan_get
+    from v2v_migrate.runtime import parse_options
+
+    merged = dict(plan_get(plan, "options", role, {}) or {})
+    merged.update(parse_options(given, f"--{role}-option"))
+    return merged
+
+
+def _need(value, flag: str, command: str):
+    if value in (None, ""):
+        raise UsageError(f"{command} needs {flag}.", f"pass {flag} or --plan plan.toml.")
+    return value
+
+
+def _load_plan(path: Optional[Path]) -> dict | None:
+    if path is None:
+        return None
+    from v2v_migrate.plan import read_plan
+
+    return read_plan(path)
+
+
+@app.command()
+def plan(source: str = typer.Option(..., help="Store URI of the old-model vectors."),
+         target: str = typer.Option(..., help="Store URI holding vectors of the new model."),
+         dest: str = typer.Option(..., help="Store URI to write the translated vectors to."),
+         out: Path = typer.Option(..., help="Where to write plan.toml."),
+         pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs (columns source, target)."),
+         translator: Optional[Path] = typer.Option(None, help="Translator dir train will write [<plan dir>/translator]."),
+         allow_existing: bool = typer.Option(False, help="Accept a destination that already holds other data."),
+         batch_size: int = typer.Option(1024, help="Rows per batch for apply."),
+         metric: Optional[str] = typer.Option(None, help="Destination metric (default: the source's)."),
+         sample_size: Optional[int] = typer.Option(None, help="Training sample per side (default: up to 50,000)."),
+         seed: int = typer.Option(0), state_dir: Optional[Path] = typer.Option(None, help="apply's state dir."),
+         source_option: Optional[List[str]] = SrcOpt, target_option: Optional[List[str]] = TgtOpt,
+         dest_option: Optional[List[str]] = DstOpt, as_json: bool = JsonOpt):
+    """Inspect source, target and destination; refuse impossible migrations; estimate; write plan.toml."""
+    from v2v_migrate.plan import make_plan, summary_text, write_plan
+
+    result = make_plan(source, target, dest, pairs_path=str(pairs) if pairs else None,
+                       translator_dir=str(translator or out.resolve().parent / "translator"),
+                       allow_existing=allow_existing, batch_size=batch_size, metric=metric,
+                       sample_size=sample_size, seed=seed, state_dir=state_dir,
+                       source_options=_options(None, "source", source_option),
+                       target_options=_options(None, "target", target_option),
+                       dest_options=_options(None, "dest", dest_option))
+    write_plan(result, out)
+    _emit(dict(result, plan_file=str(out)), as_json, summary_text(result) + f"\nplan    written to {out}")
+
+
+@app.command()
+def train(plan: Optional[Path] = PlanOpt,
+          source: Optional[str] = typer.Option(None, help="Store URI of the old-model vectors."),
+          target: Optional[str] = typer.Option(None, help="Store URI of new-model vectors."),
+          out: Optional[Path] = typer.Option(None, help="Translator directory to write."),
+          method: Optional[str] = typer.Option(None, help="auto|procrustes|ridge|vec2vec|identity|random."),
+          pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs (columns source, target)."),
+          device: str = typer.Option("auto", help="auto|cpu|cuda."), seed: Optional[int] = typer.Option(None),
+          sample_size: Optional[int] = typer.Option(None, help="Vectors sampled per side."),
+          source_option: Optional[List[str]] = SrcOpt, target_option: Optional[List[str]] = TgtOpt,
+          as_json: bool = JsonOpt):
+    """Sample both stores, fit a translator and save its directory."""
+    from v2v_migrate.plan import plan_get
+    from v2v_migrate.training import train_translator
+
+    p = _load_plan(plan)
+    pairs_path = pairs or plan_get(p, "train", "pairs_path")
+    result = train_translator(
+        _need(source or plan_get(p, "source", "uri"), "--source", "train"),
+        _need(target or plan_get(p, "target", "uri"), "--target", "train"),
+        _need(out or plan_get(p, "train", "translator_dir"), "--out", "train"),
+        method=method or plan_get(p, "train", "method", "auto"), pairs_path=pairs_path,
+        sample_size=sample_size if sample_size is not None else plan_get(p, "train", "sample_size"),
+        seed=seed if seed is not None else plan_get(p, "train", "seed", 0), device=device,
+        progress=_progress(as_json), source_options=_options(p, "source", source_option),
+        target_options=_options(p, "target", target_option))
+    m = result["metrics"]
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, (int, float)))[:300]
+    _emit(result, as_json, f"trained {result['method']} ({result['method_reason']})\n"
+          f"samples {result['source_sample']:,} source / {result['target_sample']:,} target, "
+          f"pairs {result['pairs']:,} ({result['pairs_from']})\nmetrics {shown or 'none'}\n"
+          f"saved   {result['out']} (fingerprint {result['fingerprint'][:12]})")
+
+
+@app.command()
+def apply(plan: Optional[Path] = PlanOpt,
+          translator: Optional[Path] = typer.Option(None, help="Translator directory (from train)."),
+          source: Optional[str] = typer.Option(None, help="Store URI of the old-model vectors."),
+          dest: Optional[str] = typer.Option(None, help="Store URI to write to (created when missing)."),
+          batch_size: Optional[int] = typer.Option(None, help="Rows per batch [1024]."),
+          dry_run: bool = typer.Option(False, help="Check and translate a sample; write nothing."),
+          resume: bool = typer.Option(True, "--resume/--restart", help="Resume from the checkpoint or start over."),
+          device: str = typer.Option("auto", help="auto|cpu|cuda (auto: the GPU when there is one)."),
+          metric: Optional[str] = typer.Option(None, help="Metric of a created destination [the source's]."),
+          allow_existing: bool = typer.Option(False, help="Write into a destination holding other data."),
+          incremental: bool = typer.Option(False, help="Copy only rows that are new or changed since the last run."),
+          delete_missing: bool = typer.Option(False, help="--incremental: delete rows gone from the source."),
+          state_dir: Optional[Path] = typer.Option(None, help="Checkpoints and hashes [./.v2v-state]."),
+          checkpoint_seconds: float = typer.Option(2.0, help="Least seconds between flush+checkpoint commits."),
+          source_option: Optional[List[str]] = SrcOpt, dest_option: Optional[List[str]] = DstOpt,
+          as_json: bool = JsonOpt):
+    """Translate every source vector into the destination: checkpointed, resumable, locked."""
+    from v2v_migrate.plan import plan_get
+
+    p = _load_plan(plan)
+    tdir = _need(translator or plan_get(p, "train", "translator_dir"), "--translator", "apply")
+    src = _need(source or plan_get(p, "source", "uri"), "--source", "apply")
+    dst = _need(dest or plan_get(p, "dest", "uri"), "--dest", "apply")
+    if batch_size is None:
+        batch_size = plan_get(p, "apply", "batch_size", 1024)
+    common = dict(batch_size=batch_size, device=device,
+                  metric=metric, allow_existing=allow_existing, resume=resume, state_dir=state_dir,
+                  source_options=_options(p, "source", source_option), dest_options=_options(p, "dest", dest_option))
+    if dry_run:
+        from v2v_migrate.dry_run import dry_run_apply
+
+        r = dry_run_apply(tdir, src, dst, **common)
+        _emit(r, as_json, f"dry run: would {r['action']} -> {r['rows_to_write']:,} rows into {r['dest']} "
+              f"({r['dest_dim']}-d, {r['dest_metric']}); translated a sample of {r['sample_translated']:,} "
+              f"(read {r['read_rate']:,.0f}/s, translate {r['translate_rate']:,.0f}/s); nothing written")
+        return
+    from v2v_migrate.apply import apply_migration
+
+    if checkpoint_seconds < 0:
+        raise UsageError(f"--checkpoint-seconds must be >= 0, got {checkpoint_seconds}.", "pass e.g. 2.")
+    r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
+                        commit_seconds=checkpoint_seconds,
+                        progress=_progress(as_json), **common)
+    if r.get("already_complete"):
+        text = f"nothing to do: {r['dest']} is complete ({r['dest_count']:,} rows); --incremental copies new rows"
+    else:
+        state = "interrupted (resume by running the same command)" if r["interrupted"] else "done"
+        text = (f"{state}: read {r['rows_read']:,}, wrote {r['rows_written']:,}, skipped {r['rows_skipped']:,} "
+                f"in {r['seconds']:.1f}s ({r['rate']:,.0f} rows/s); destination holds {r['dest_count']:,}")
+        if r.get("deleted_in_source"):
+            text += (f"\n{r['deleted_in_source']:,} ids were deleted from the source "
+                     f"({r['deleted_from_dest']:,} deleted from the destination; list: {r['deleted_ids_file']})")
+    _emit(r, as_json, text)
+    if r["interrupted"]:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def report(plan: Optional[Path] = PlanOpt,
+           translator: Optional[Path] = typer.Option(None, help="Translator directory."),
+           source: Optional[str] = typer.Option(None, help="Store URI of the old-model vectors."),
+           dest: Optional[str] = typer.Option(None, help="Migrated store (after apply); omit for a dry run."),
+           target: Optional[str] = typer.Option(None, help="Store of new-model vectors (for retrieval checks)."),
+           pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs."),
+           out: Path = typer.Option(..., help="Folder for report.json and report.html."),
+           sample_size: Optional[int] = typer.Option(None, help="Rows sampled for the checks."),
+           source_option: Optional[List[str]] = SrcOpt, target_option: Optional[List[str]] = TgtOpt,
+           dest_option: Optional[List[str]] = DstOpt, as_json: bool = JsonOpt):
+    """Fidelity and retrieval quality (report.json + report.html), before cutover or after apply."""
+    from v2v_migrate.plan import plan_get
+    from v2v_migrate.report import build_report
+
+    p = _load_plan(plan)
+    kw = {}
+    if sample_size is not None:
+        kw["sample_size"] = sample_size
+    opts = {role: _options(p, role, given) for role, given in
+            (("source", source_option), ("target", target_option), ("dest", dest_option))}
+    if any(opts.values()):
+        kw["store_options"] = opts
+    pairs_path = pairs or plan_get(p, "train", "pairs_path")
+    r = build_report(translator_dir=str(_need(translator or plan_get(p, "train", "translator_dir"),
+                                              "--translator", "report")),
+                     source_uri=_need(source or plan_get(p, "source", "uri"), "--source", "report"),
+                     out_dir=str(out), dest_uri=dest, target_uri=target or plan_get(p, "target", "uri"),
+                     pairs_path=str(pairs_path) if pairs_path else None, **kw)
+    v = r.get("verdict") or {}
+    decision = v.get("decision") if isinstance(v, dict) else v
+    reasons = "; ".join(v.get("reasons") or []) if isinstance(v, dict) else ""
+    html = (r.get("files") or {}).get("html") or (out / "report.html")
+    _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}\nreport:  {html}")
+
+
+def _load_npy(path: Path, flag: str):
+    import numpy as np
+
+    if not path.is_file():
+        raise StoreNotFoundError(f"{flag} file {path} does not exist.", f"fix {flag}.")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UnreadableStoreError(f"{path} is not a .npy array ({str(e).splitlines()[0]}).",
+                                   f"pass a float array saved with numpy.save as {flag}.") from None
+
+
+@app.command()
+def translate(translator: Path = typer.Option(..., help="Translator directory."),
+              input: Path = typer.Option(..., help="Source-model vectors, .npy (n, d_src)."),
+              output: Path = typer.Option(..., help="Where to write the translated .npy (n, d_tgt)."),
+              device: str = typer.Option("auto"), as_json: bool = JsonOpt):
+    """Translate a .npy file of vectors."""
+    import numpy as np
+
+    from connectors.base import validate_vectors
+    from v2v_migrate.runtime import load_translator_on
+
+    t = load_translator_on(translator, device)
+    x = _load_npy(input, "--input")
+    if x.ndim != 2 or x.shape[1] != t.source_dim:
+        validate_vectors(x[:1] if x.ndim == 2 else x, t.source_dim, where=str(input))  # raises the typed error
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Chunked through memory maps: files larger than RAM translate in bounded memory.
+    y = np.lib.format.open_memmap(output, mode="w+", dtype=np.float32, shape=(len(x), t.target_dim))
+    for start in range(0, len(x), 65536):
+        chunk = validate_vectors(np.array(x[start:start + 65536]), t.source_dim, where=str(input))
+        y[start:start + len(chunk)] = t(chunk)
+    y.flush()
+    _emit({"rows": len(y), "source_dim": t.source_dim, "target_dim": t.target_dim, "output": str(output)},
+          as_json, f"translated {len(y):,} vectors {t.source_dim}-d -> {t.target_dim}-d into {output}")
+
+
+@app.command()
+def evaluate(translator: Path = typer.Option(..., help="Translator directory."),
+             source: Path = typer.Option(..., help="Source-model vectors .npy (n, d_src)."),
+             target: Path = typer.Option(..., help="Target-model vectors of the same texts .npy (n, d_tgt)."),
+             device: str = typer.Option("auto"), as_json: bool = JsonOpt):
+    """Paired metrics of a translator on known pairs (mean_cosine, top1, mean_rank)."""
+    import numpy as np
+
+    from connectors.base import validate_vectors
+    from translators.metrics import paired_metrics
+    from v2v_migrate.runtime import load_translator_on
+
+    t = load_translator_on(translator, device)
+    x = validate_vectors(np.array(_load_npy(source, "--source")), t.source_dim, where=str(source))
+    y = validate_vectors(np.array(_load_npy(target, "--target")), t.target_dim, where=str(target))
+    if len(x) != len(y):
+        raise InvalidVectorsError(f"--source has {len(x)} rows but --target has {len(y)}.",
+                                  "pass the two models' vectors of the same texts, same order.")
+    m = paired_metrics(t(x), y)
+    _emit(m, as_json, "\n".join(f"{k:12s} {v:.4f}" if isinstance(v, float) else f"{k:12s} {v}"
+                                for k, v in m.items()))
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("demo-out"), help="Folder for the demo's stores and report."),
+         as_json: bool = JsonOpt):
+    """End-to-end demo on the bundled reference data: plan, train, apply, report."""
+    from v2v_migrate.demo import run_demo
+
+    r = run_demo(str(out), quiet=as_json)  # the demo narrates its steps unless --json
+    _emit(r, as_json, f"demo done: verdict {str(r.get('verdict')).upper()}; see {r.get('report_html') or out}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _click_exception_types() -> tuple[tuple, tuple, tuple]:
+    """(Exit, Abort, ClickException) classes of typer's vendored click (typer >= 0.20) and of click."""
+    import importlib
+
+    exits, aborts, errors = [typer.Exit], [], []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        for cls_name, bucket in (("Exit", exits), ("Abort", aborts), ("ClickException", errors)):
+            if hasattr(mod, cls_name):
+                bucket.append(getattr(mod, cls_name))
+    return tuple(exits), tuple(aborts), tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the app and turns every failure into one line and an exit code."""
+    exits, aborts, click_errors = _click_exception_types()
+    debug = bool(os.environ.get("V2V_DEBUG"))
+    if not debug:
+        import logging
+
+        # Engines' clients log their retries with tracebacks; our own error line says what matters.
+        for name in ("pymilvus", "grpc", "qdrant_client", "httpx", "milvus_lite"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        rv = app(args=argv, prog_name="v2v-migrate", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0  # click returns Exit codes when not standalone
+    except exits as e:
+        code = e.exit_code
+    except aborts:
+        code = EXIT_INTERRUPTED
+    except click_errors as e:  # unknown option, missing option, bad value
+        if not _one_line(e.format_message()):  # no arguments at all: the help was printed
+            return 2
+        typer.echo(f"error: {_one_line(e.format_message()).rstrip('.')}. Fix: see `v2v-migrate --help` "
+                   "or `v2v-migrate COMMAND --help`.", err=True)
+        code = e.exit_code
+    except V2VError as e:
+        typer.echo(f"error: {_one_line(str(e))}", err=True)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted. Fix: run the same command again to resume.", err=True)
+        code = EXIT_INTERRUPTED
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        typer.echo(f"error: {_one_line(e)}. Fix: check the path and its permissions.", err=True)
+        code = StoreNotFoundError.exit_code
+    except Exception as e:  # a bug, not a user mistake: still one line unless debugging
+        if debug:
+            raise
+        typer.echo(f"error: unexpected {type(e).__name__}: {_one_line(e)} "
+                   "Fix: rerun with V2V_DEBUG=1 for the traceback and report it.", err=True)
+        code = 1
+    return code
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

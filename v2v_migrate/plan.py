@@ -1,0 +1,241 @@
+"""plan: inspect the source, target and destination, refuse impossible migrations, estimate, write plan.toml.
+
+The plan file is plain TOML that `train`, `apply` and `report` accept with `--plan` (their own options win).
+It never holds credentials: server URIs are stripped of user:password@ and secret-looking parameters, and
+connector options whose names look secret are left out.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from v2v_migrate.checkpoint import load_checkpoint, normalize_uri, state_dir_for
+from v2v_migrate.errors import (
+    DestinationNotEmptyError, DimensionMismatchError, TrainingError, UsageError,
+)
+from v2v_migrate.runtime import open_existing
+from v2v_migrate.training import DEFAULT_SAMPLE_SIZE, MIN_ID_PAIRS, choose_method, read_pairs_file
+
+PLAN_VERSION = 1
+QUEUE_DEPTH = 4
+_SECRET = re.compile(r"(?i)(token|key|secret|password|passwd|pwd|auth|credential)")
+
+
+def _vector_stats(vectors: np.ndarray) -> dict:
+    norms = np.linalg.norm(vectors, axis=1)
+    unit = vectors / np.maximum(norms[:, None], 1e-12)
+    mean_len = float(np.linalg.norm(unit.mean(axis=0)))
+    return {"sample_rows": int(len(vectors)), "norm_mean": round(float(norms.mean()), 4),
+            "norm_min": round(float(norms.min()), 4), "norm_max": round(float(norms.max()), 4),
+            "unit_length": bool(np.all(np.abs(norms - 1.0) < 1e-2)),
+            # Sentence encoders put vectors in a narrow cone: a long mean direction = not centred.
+            "mean_direction_length": round(mean_len, 4), "centred": bool(mean_len < 0.1)}
+
+
+def _describe(store, sample) -> dict:
+    out = {"uri": normalize_uri(store.uri), "count": int(store.count()), "dim": int(store.dim),
+           "metric": str(store.metric), "id_type": str(store.id_type),
+           "payload_fields": [f for f in store.payload_fields() if not f.startswith("_v2v")]}
+    out.update(_vector_stats(sample.vectors))
+    return out
+
+
+def _read_rate(store, batch_size: int, rows: int) -> float:
+    t0, got = time.perf_counter(), 0
+    for b in store.iter_batches(batch_size):
+        got += len(b)
+        if got >= rows:
+            break
+    return got / max(time.perf_counter() - t0, 1e-9)
+
+
+def _translate_rate(d_s: int, d_t: int, rows: int) -> float:
+    """Rows/s of a linear map of these dims on this machine (the translator is not trained yet)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, d_s), dtype=np.float32)
+    w = rng.standard_normal((d_s, d_t), dtype=np.float32)
+    t0 = time.perf_counter()
+    y = x @ w
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    return rows / max(time.perf_counter() - t0, 1e-9)
+
+
+def _clean_options(options: dict | None) -> dict:
+    return {k: v for k, v in (options or {}).items() if not _SECRET.search(k) and v is not None}
+
+
+def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: str | None = None,
+              translator_dir: str | None = None, allow_existing: bool = False, batch_size: int = 1024,
+              metric: str | None = None, sample_size: int | None = None, seed: int = 0,
+              state_dir: str | None = None, probe_rows: int = 4096, source_options: dict | None = None,
+              target_options: dict | None = None, dest_options: dict | None = None) -> dict:
+    from connectors import check_metric, open_store
+    from translators import MIN_UNSUPERVISED
+
+    if normalize_uri(source_uri) == normalize_uri(dest_uri):
+        raise UsageError("The source and the destination are the same store.",
+                         "write to a new destination; the source stays read-only.")
+    source = open_existing(source_uri, "source", source_options)
+    target = open_existing(target_uri, "target", target_options)
+    dest = open_store(dest_uri, **(dest_options or {}))
+    try:
+        s_sample = source.sample(min(probe_rows, source.count()), seed=seed)
+        t_sample = target.sample(min(probe_rows, target.count()), seed=seed)
+        src, tgt = _describe(source, s_sample), _describe(target, t_sample)
+
+        # Pairs: a file, or ids both stores hold (probed on the source sample).
+        n_pairs, pairs_from = 0, "none"
+        if pairs_path:
+            xp, yp = read_pairs_file(pairs_path)
+            if xp.shape[1] != src["dim"] or yp.shape[1] != tgt["dim"]:
+                raise DimensionMismatchError(
+                    f"Pairs file holds {xp.shape[1]}-d -> {yp.shape[1]}-d pairs, the stores are "
+                    f"{src['dim']}-d -> {tgt['dim']}-d.", "give pairs of the source and target models.")
+            n_pairs, pairs_from = len(xp), "file"
+        overlap = len(target.get(list(s_sample.ids[:1000]))) if len(s_sample) else 0
+        size = int(sample_size or min(DEFAULT_SAMPLE_SIZE, max(src["count"], tgt["count"])))
+        if not pairs_path and overlap:
+            expected = int(overlap / min(1000, len(s_sample)) * min(size, src["count"]))
+            if expected >= MIN_ID_PAIRS:
+                n_pairs, pairs_from = expected, "ids"
+        if tgt["count"] < MIN_UNSUPERVISED and n_pairs < 2:
+            raise TrainingError(f"The target holds only {tgt['count']} vectors; learning a translator without "
+                                f"pairs needs at least {MIN_UNSUPERVISED} (a few thousand are better).",
+                                "add more new-model vectors to the target, or pass --pairs FILE.")
+        method, reason = choose_method(n_pairs)
+
+        # Destination: compatible? holding data we did not write?
+        out_metric = check_metric(metric or src["metric"])
+        d = {"uri": normalize_uri(dest_uri), "exists": bool(dest.exists())}
+        if d["exists"]:
+            d.update(count=int(dest.count()), dim=int(dest.dim), metric=str(dest.metric))
+            if d["dim"] != tgt["dim"]:
+                raise DimensionMismatchError(
+                    f"Destination {dest_uri} holds {d['dim']}-d vectors; the translator will output "
+                    f"{tgt['dim']}-d (the target model's dimension).", "choose a new destination for the new model.")
+            if metric and check_metric(d["metric"]) != out_metric:
+                raise UsageError(f"Destination uses metric {d['metric']}, not {metric}.",
+                                 "drop --metric or choose a new destination.")
+            out_metric = check_metric(d["metric"])
+            cp = load_checkpoint(state_dir_for(dest_uri, state_dir))
+            if d["count"] and cp is None and not allow_existing:
+                raise DestinationNotEmptyError(
+                    f"Destination {dest_uri} already holds {d['count']} vectors this migration did not write.",
+                    "choose a new destination, or pass --allow-existing to write into it.")
+            d["action"] = "resume (checkpoint found)" if cp is not None else "write into the existing destination"
+        else:
+            d["action"] = "create"
+        d.update(dim=tgt["dim"], metric=out_metric, id_type=src["id_type"])
+
+        read_rate = _read_rate(source, batch_size, probe_rows)
+        tr_rate = _translate_rate(src["dim"], tgt["dim"], min(probe_rows, 8192))
+        payload_bytes = 0
+        if s_sample.payloads:
+            payload_bytes = int(np.mean([len(json.dumps(p, default=str)) for p in s_sample.payloads]))
+        n = src["count"]
+        in_flight = (2 * QUEUE_DEPTH + 3) * batch_size * ((src["dim"] + tgt["dim"]) * 4 + payload_bytes)
+        train_mem = size * 2 * (src["dim"] + tgt["dim"]) * 4 * 3
+        estimate = {
+            "read_rate": round(read_rate, 1), "translate_rate_linear": round(tr_rate, 1),
+            "apply_seconds_read_translate": round(n / min(read_rate, tr_rate), 1),
+            "dest_disk_bytes": int(n * (tgt["dim"] * 4 + payload_bytes + 16) * 1.3),
+            "apply_memory_bytes": int(in_flight), "train_memory_bytes": int(train_mem),
+            "notes": "seconds exclude the destination's write rate (unknown before apply) and assume a "
+                     "linear translator; vec2vec-style MLPs translate several times slower on CPU.",
+        }
+        created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+        plan = {
+            "version": PLAN_VERSION, "created": created,
+            "source": src, "target": tgt, "dest": d,
+            "train": {"method": method, "method_reason": reason, "pairs_from": pairs_from, "pairs": int(n_pairs),
+                      "id_overlap_in_probe": int(overlap), "sample_size": size, "seed": int(seed),
+                      "translator_dir": str(Path(translator_dir or "translator").resolve())},
+            "apply": {"batch_size": int(batch_size), "metric": out_metric},
+            "estimate": estimate,
+            "options": {"source": _clean_options(source_options), "target": _clean_options(target_options),
+                        "dest": _clean_options(dest_options)},
+        }
+        if pairs_path:
+            plan["train"]["pairs_path"] = str(Path(pairs_path).resolve())
+        return plan
+    finally:
+        source.close()
+        target.close()
+        dest.close()
+
+
+def write_plan(plan: dict, path: str | os.PathLike) -> Path:
+    import tomli_w
+
+    from v2v_migrate.checkpoint import atomic_write_text
+
+    p = Path(path)
+    atomic_write_text(p, tomli_w.dumps(plan))
+    return p
+
+
+def read_plan(path: str | os.PathLike) -> dict:
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"Plan file {p} does not exist.", "write one with `v2v-migrate plan ... --out plan.toml`.")
+    try:
+        plan = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"Plan file {p} is not valid TOML ({e}).",
+                         "rewrite it with `v2v-migrate plan ... --out plan.toml`.") from None
+    if plan.get("version") != PLAN_VERSION:
+        raise UsageError(f"Plan file {p} has version {plan.get('version')!r}, expected {PLAN_VERSION}.",
+                         "rewrite it with `v2v-migrate plan ... --out plan.toml`.")
+    for section, key in (("source", "uri"), ("target", "uri"), ("dest", "uri"), ("train", "translator_dir")):
+        if not isinstance(plan.get(section), dict) or not isinstance(plan[section].get(key), str):
+            raise UsageError(f"Plan file {p} lacks [{section}] {key}.",
+                             "rewrite it with `v2v-migrate plan ... --out plan.toml`.")
+    return plan
+
+
+def plan_get(plan: dict | None, section: str, key: str, default: Any = None) -> Any:
+    if not plan:
+        return default
+    return plan.get(section, {}).get(key, default)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def summary_text(plan: dict) -> str:
+    """What a person reads in 30 seconds."""
+    s, t, d, tr, e = plan["source"], plan["target"], plan["dest"], plan["train"], plan["estimate"]
+
+    def shape(x: dict) -> str:
+        tags = ["unit-length" if x["unit_length"] else f"norms {x['norm_min']}..{x['norm_max']}",
+                "centred" if x["centred"] else "not centred"]
+        return f"{x['count']:,} x {x['dim']}-d, {x['metric']}, {x['id_type']} ids, {', '.join(tags)}"
+
+    fields = ", ".join(s["payload_fields"]) or "none"
+    mins = e["apply_seconds_read_translate"] / 60
+    return "\n".join([
+        f"source  {s['uri']}\n        {shape(s)}; payload fields: {fields}",
+        f"target  {t['uri']}\n        {shape(t)}",
+        f"dest    {d['uri']}\n        {d['action']}: {d['dim']}-d, {d['metric']}, {d['id_type']} ids",
+        f"train   method {tr['method']} ({tr['method_reason']}); sample {tr['sample_size']:,} per side; "
+        f"pairs: {tr['pairs']:,} from {tr['pairs_from']}",
+        f"apply   ~{mins:.1f} min to read+translate at {e['read_rate']:,.0f} rows/s read, "
+        f"{e['translate_rate_linear']:,.0f} rows/s translate (plus write time); "
+        f"dest disk ~{_size(e['dest_disk_bytes'])}; apply memory ~{_size(e['apply_memory_bytes'])}, "
+        f"train memory ~{_size(e['train_memory_bytes'])}",
+        f"next    v2v-migrate train --plan PLAN && v2v-migrate apply --plan PLAN",
+    ])

@@ -1,0 +1,119 @@
+"""train: sample both stores through the connectors, find pairs, fit a translator, save its directory.
+
+Samples are uniform over each store (connectors sample by a seeded hash of the id, whatever the stream
+order). Pairs come from `--pairs FILE` (Parquet, columns `source` and `target`, list<float>) or, when none
+is given, from ids present in both stores (the same ids are taken as the same texts).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from v2v_migrate.checkpoint import normalize_uri
+from v2v_migrate.errors import StoreNotFoundError, TrainingError, UnreadableStoreError
+from v2v_migrate.runtime import open_existing
+
+DEFAULT_SAMPLE_SIZE = 50_000
+# Fewer id-overlap pairs than this are noise, not supervision: they are ignored.
+MIN_ID_PAIRS = 32
+# From this many pairs on, a supervised map (ridge) beats the unsupervised methods.
+SUPERVISED_PAIRS = 1_000
+
+
+def read_pairs_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Parquet with list<float> columns `source` and `target` -> two float32 arrays (validated by fit)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.exists():
+        raise StoreNotFoundError(f"Pairs file {p} does not exist.", "fix --pairs (a Parquet file).")
+    try:
+        table = pq.read_table(p, columns=["source", "target"])
+    except (pa.ArrowInvalid, OSError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnreadableStoreError(f"Pairs file {p} is not readable as Parquet with columns source/target "
+                                   f"({first}).", "write it with list<float> columns `source` and `target`.")
+    out = []
+    for col in ("source", "target"):
+        values = table.column(col).combine_chunks()
+        try:
+            flat = np.asarray(values.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+            lengths = set(values.value_lengths().to_pylist()) if len(values) else {0}
+        except (AttributeError, pa.ArrowInvalid, TypeError, ValueError):
+            raise UnreadableStoreError(f"Pairs file {p}: column {col!r} is not a list of floats.",
+                                       "store each vector as list<float>.") from None
+        if len(lengths) != 1 or None in lengths:
+            raise UnreadableStoreError(f"Pairs file {p}: column {col!r} mixes vector lengths {sorted(lengths)}.",
+                                       "give every row the model's full dimension.")
+        out.append(flat.reshape(len(values), lengths.pop()))
+    return out[0], out[1]
+
+
+def pairs_from_ids(source_sample, target) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows of the source sample whose id the target also holds -> (X, Y) aligned; None when too few."""
+    found = target.get(list(source_sample.ids))
+    if len(found) < MIN_ID_PAIRS:
+        return None
+    row_of = {x: i for i, x in enumerate(source_sample.ids)}
+    rows = [row_of[x] for x in found.ids]
+    return source_sample.vectors[rows], np.asarray(found.vectors, dtype=np.float32)
+
+
+def choose_method(n_pairs: int) -> tuple[str, str]:
+    """(method, reason) from the number of known pairs."""
+    if n_pairs >= SUPERVISED_PAIRS:
+        return "ridge", f"{n_pairs} known pairs: a supervised linear map is the most faithful."
+    if n_pairs:
+        return "auto", f"only {n_pairs} known pairs: unsupervised fit, anchored by those pairs."
+    return "auto", "no known pairs: unsupervised fit on samples of both stores."
+
+
+def train_translator(source_uri: str, target_uri: str, out_dir: str | os.PathLike, *, method: str = "auto",
+                     pairs_path: str | os.PathLike | None = None, sample_size: int | None = None, seed: int = 0,
+                     device: str = "auto", progress: bool = False, source_options: dict | None = None,
+                     target_options: dict | None = None) -> dict:
+    """Fit and save a translator; returns a summary (method, samples, pairs, metrics, fingerprint, out)."""
+    import translators
+
+    t0 = time.monotonic()
+    if sample_size is not None and sample_size < 1:
+        raise TrainingError(f"--sample-size must be positive, got {sample_size}.", "pass e.g. --sample-size 20000.")
+    source = open_existing(source_uri, "source", source_options)
+    target = open_existing(target_uri, "target", target_options)
+    try:
+        n = sample_size or DEFAULT_SAMPLE_SIZE
+        src = source.sample(min(n, source.count()), seed=seed)
+        tgt = target.sample(min(n, target.count()), seed=seed)
+        pairs, pairs_from = None, "none"
+        if pairs_path:
+            pairs, pairs_from = read_pairs_file(pairs_path), f"file {Path(pairs_path).name}"
+        else:
+            pairs = pairs_from_ids(src, target)
+            pairs_from = "ids in both stores" if pairs is not None else "none"
+        n_pairs = 0 if pairs is None else len(pairs[0])
+        reason = f"method {method!r} asked for"
+        if method == "auto":
+            method, reason = choose_method(n_pairs)
+        translator = translators.fit(src.vectors, tgt.vectors, method=method, pairs=pairs, seed=seed,
+                                     device=device, progress=progress)
+        # Provenance (URIs without secrets). Part of the fingerprint, so apply's checkpoints tell
+        # translators trained on different data apart.
+        translator.config["workflow"] = {
+            "source_uri": normalize_uri(source_uri), "target_uri": normalize_uri(target_uri),
+            "source_count": int(source.count()), "target_count": int(target.count()),
+            "source_sample": len(src), "target_sample": len(tgt), "pairs": n_pairs, "pairs_from": pairs_from,
+            "seed": int(seed), "method_reason": reason,
+        }
+        translator.save(out_dir)
+        return {"out": str(Path(out_dir).resolve()), "method": method, "method_reason": reason,
+                "source_sample": len(src), "target_sample": len(tgt), "pairs": n_pairs, "pairs_from": pairs_from,
+                "source_dim": translator.source_dim, "target_dim": translator.target_dim,
+                "fingerprint": translator.fingerprint, "metrics": dict(translator.metrics),
+                "seconds": round(time.monotonic() - t0, 2)}
+    finally:
+        source.close()
+        target.close()
