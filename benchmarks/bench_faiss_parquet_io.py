@@ -7,10 +7,14 @@ of vectors/s; baselines are the raw library calls on the same data in the same r
 from __future__ import annotations
 
 import argparse
+import sys
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+# The repo root first: a script's own folder leads sys.path, and benchmarks/ holds a connectors.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import faiss
 import numpy as np

@@ -362,3 +362,30 @@ def test_exact_topk_on_faiss_gpu_matches_cpu(source_vectors):
     _, cpu_rows, _ = exact_topk(source_vectors[:100], source_vectors, "cosine", 10, use_gpu=False)
     _, gpu_rows, where = exact_topk(source_vectors[:100], source_vectors, "cosine", 10)
     assert where == "faiss-gpu" and (gpu_rows == cpu_rows).mean() > 0.99
+
+
+@pytest.mark.ray
+@needs_data
+def test_cli_engine_ray_runs_and_the_local_engine_refuses_its_unfinished_checkpoint(
+        local_ray, work, translator_dir, faiss_source, capsys):
+    from v2v_migrate.apply import apply_migration
+    from v2v_migrate.checkpoint import load_checkpoint, save_checkpoint, state_dir_for
+    from v2v_migrate.cli import main
+    from v2v_migrate.errors import CheckpointError
+
+    dest, state = f"parquet:{work}/dest_cli_ray", work / "state_cli_ray"
+    code = main(["apply", "--engine", "ray", "--workers", "2", "--translator", translator_dir,
+                 "--source", faiss_source, "--dest", dest, "--state-dir", str(state), "--batch-size", "500",
+                 "--device", "cpu", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["engine"] == "ray" and summary["dest_count"] == N_ROWS
+
+    # Pretend the Ray run stopped half-way: the local engine must not resume a sharded cursor.
+    cp_dir = state_dir_for(dest, state)
+    cp = load_checkpoint(cp_dir)
+    assert "ray_shards" in cp.cursor
+    cp.completed = False
+    save_checkpoint(cp_dir, cp)
+    with pytest.raises(CheckpointError, match="--engine ray"):
+        apply_migration(translator_dir, faiss_source, dest, batch_size=500, device="cpu", state_dir=state)

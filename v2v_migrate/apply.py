@@ -228,6 +228,9 @@ def apply_migration(translator_dir: str | os.PathLike | None, source_uri: str, d
 
 def _run(source, dest, translator, fingerprint, cp, state: Path, source_uri, dest_uri, *, restarted, batch_size,
          incremental, delete_missing, commit_seconds, queue_depth, progress, created_dest, t_start) -> dict:
+    if cp is not None and isinstance(cp.cursor, dict) and "ray_shards" in cp.cursor and not cp.completed:
+        raise CheckpointError("The checkpoint of this destination was written by `apply --engine ray`.",
+                              "resume with --engine ray, or rerun with --restart.")
     if cp is not None and cp.cursor is None and not cp.completed and cp.rows_read:
         cp = None  # the source cannot resume mid-stream: start over (idempotent upserts make this safe)
     if cp is not None and incremental and not cp.completed and not cp.incremental:

@@ -144,6 +144,9 @@ def apply(plan: Optional[Path] = PlanOpt,
           delete_missing: bool = typer.Option(False, help="--incremental: delete rows gone from the source."),
           state_dir: Optional[Path] = typer.Option(None, help="Checkpoints and hashes [./.v2v-state]."),
           checkpoint_seconds: float = typer.Option(2.0, help="Least seconds between flush+checkpoint commits."),
+          engine: str = typer.Option("local", help="local (one process) | ray (shards on Ray actors)."),
+          address: Optional[str] = typer.Option(None, help="--engine ray: Ray cluster address [start a local one]."),
+          workers: int = typer.Option(2, help="--engine ray: number of shard actors."),
           source_option: Optional[List[str]] = SrcOpt, dest_option: Optional[List[str]] = DstOpt,
           as_json: bool = JsonOpt):
     """Translate every source vector into the destination: checkpointed, resumable, locked."""
@@ -170,9 +173,20 @@ def apply(plan: Optional[Path] = PlanOpt,
 
     if checkpoint_seconds < 0:
         raise UsageError(f"--checkpoint-seconds must be >= 0, got {checkpoint_seconds}.", "pass e.g. 2.")
-    r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
-                        commit_seconds=checkpoint_seconds,
-                        progress=_progress(as_json), **common)
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine must be local or ray, got {engine!r}.", "pass --engine local or --engine ray.")
+    if engine == "ray":
+        from v2v_migrate.ray_apply import run_ray_apply
+
+        if workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {workers}.", "pass e.g. --workers 2.")
+        r = run_ray_apply(translator_dir=tdir, source_uri=src, dest_uri=dst, workers=workers, address=address,
+                          incremental=incremental, delete_missing=delete_missing,
+                          progress=_progress(as_json), **common)
+    else:
+        r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
+                            commit_seconds=checkpoint_seconds,
+                            progress=_progress(as_json), **common)
     if r.get("already_complete"):
         text = f"nothing to do: {r['dest']} is complete ({r['dest_count']:,} rows); --incremental copies new rows"
     else:
@@ -196,6 +210,8 @@ def report(plan: Optional[Path] = PlanOpt,
            pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs."),
            out: Path = typer.Option(..., help="Folder for report.json and report.html."),
            sample_size: Optional[int] = typer.Option(None, help="Rows sampled for the checks."),
+           threshold: Optional[List[str]] = typer.Option(
+               None, help="Verdict threshold KEY=VALUE (repeatable), e.g. retention=0.8; report.html lists the keys."),
            source_option: Optional[List[str]] = SrcOpt, target_option: Optional[List[str]] = TgtOpt,
            dest_option: Optional[List[str]] = DstOpt, as_json: bool = JsonOpt):
     """Fidelity and retrieval quality (report.json + report.html), before cutover or after apply."""
@@ -206,6 +222,8 @@ def report(plan: Optional[Path] = PlanOpt,
     kw = {}
     if sample_size is not None:
         kw["sample_size"] = sample_size
+    if threshold:
+        kw["thresholds"] = list(threshold)
     opts = {role: _options(p, role, given) for role, given in
             (("source", source_option), ("target", target_option), ("dest", dest_option))}
     if any(opts.values()):
