@@ -182,7 +182,10 @@ def write_plan(plan: dict, path: str | os.PathLike) -> Path:
 
 
 def read_plan(path: str | os.PathLike) -> dict:
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser as a package (a dependency there)
+        import tomli as tomllib
 
     p = Path(path)
     if not p.is_file():
