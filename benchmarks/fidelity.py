@@ -1,0 +1,145 @@
+"""Translation fidelity on the reference data (protocol: ../shared/data/README.md, as in the vec2vec paper).
+
+The source model sees only half A, the target model only half B (different texts, no pairs); fidelity is
+measured on the 8,192 held-out `test` rows (pool 8,192). Supervised baselines get true pairs from A ∪ B.
+Models covering only a prefix of the rows (mpnet < 20,000, l3 < 30,000) restrict A and B to covered rows.
+
+    .venv/bin/python benchmarks/fidelity.py                      # everything (long on 2 shared cores)
+    .venv/bin/python benchmarks/fidelity.py --pairs minilm:e5 --methods auto,procrustes --seeds 1 --json out.json
+
+Methods: auto (default, seeds 0..S-1), auto+kN (auto with N known pairs), procrustes, ridge (10k pairs or
+fewer where coverage is smaller: the `pairs` column says), identity (same dim), random, vec2vec (other
+module, when installed). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
+Every run is a forked child so wall time and peak RSS are its own. Prints ONE markdown table, then the
+Spearman correlation of each label-free health figure with the true top-1 over all runs, and the load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from v2v_migrate import shared_data  # noqa: E402
+
+DEFAULT_PAIRS = ["minilm:e5", "e5:minilm", "minilm:mpnet", "mpnet:minilm", "e5:mpnet", "mpnet:e5",
+                 "l3:minilm", "minilm:l3"]
+DEFAULT_METHODS = ["auto", "auto+k10", "auto+k100", "auto+k1000", "procrustes", "ridge", "identity", "random",
+                   "vec2vec"]
+HEALTH_KEYS = ["mnn_share", "mnn_mean_cosine", "nn_mean_cosine", "neighbour_consistency"]
+SUPERVISED_PAIRS = 10_000
+
+
+def halves(src: str, tgt: str, resplit: int | None):
+    sp = shared_data.split()
+    models = shared_data.info()["models"]
+    covered = min(models[src]["rows"], models[tgt]["rows"])
+    a, b = sp["A"], sp["B"]
+    if resplit is not None:
+        both = np.concatenate([a, b])
+        both = both[np.random.default_rng(resplit).permutation(len(both))]
+        a, b = both[: len(both) // 2], both[len(both) // 2:]
+    return a[a < covered], b[b < covered], sp["test"]
+
+
+def run_one(job: dict) -> dict:
+    from translators import fit, paired_metrics
+    from translators.health import health_metrics
+
+    src, tgt, method, seed = job["src"], job["tgt"], job["method"], job["seed"]
+    a, b, test = halves(src, tgt, job.get("resplit"))
+    x, y = shared_data.embeddings(src, a), shared_data.embeddings(tgt, b)
+    pairs, n_pairs = None, 0
+    if method in ("procrustes", "ridge") or method.startswith("auto+k"):
+        want = SUPERVISED_PAIRS if method in ("procrustes", "ridge") else int(method.split("+k")[1])
+        pool = np.concatenate([a, b])
+        rows = pool[np.random.default_rng(1000 + seed).permutation(len(pool))[:want]]
+        pairs = (shared_data.embeddings(src, rows), shared_data.embeddings(tgt, rows))
+        n_pairs = len(rows)
+    base = method.split("+")[0]
+    if base == "identity" and x.shape[1] != y.shape[1]:
+        return {}
+    started = time.perf_counter()
+    options = json.loads(job.get("options") or "{}") if base in ("auto", "vec2vec") else {}
+    t = fit(x, y, method=base, pairs=pairs, seed=seed, device="cpu", **options)
+    wall = time.perf_counter() - started
+    xt, yt = shared_data.embeddings(src, test), shared_data.embeddings(tgt, test)
+    m = paired_metrics(t(xt), yt, pool=8192)
+    health = health_metrics(t, x, y, seed=seed)
+    return {**job, "pairs": n_pairs, "source_rows": len(x), "target_rows": len(y), **m, "wall_s": wall,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **{f"h_{k}": health[k] for k in HEALTH_KEYS},
+            "stages": t.config.get("stages")}
+
+
+def spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="src:tgt,... ordered model pairs")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    ap.add_argument("--seeds", type=int, default=5, help="seeds for 'auto' (other methods use seed 0)")
+    ap.add_argument("--resplit", type=int, default=1, help="also run 'auto' on this seed's re-split (-1: skip)")
+    ap.add_argument("--options", default="", help="JSON options passed to auto/vec2vec, e.g. '{\"restarts\": 4}'")
+    ap.add_argument("--json", help="write every run's figures here")
+    args = ap.parse_args(argv)
+    if shared_data.data_root() is None:
+        sys.exit("shared reference data not found: set V2V_SHARED_DATA")
+    methods = [m for m in args.methods.split(",") if m]
+    if "vec2vec" in methods:
+        try:
+            import translators.vec2vec  # noqa: F401
+        except ImportError:
+            methods.remove("vec2vec")
+    jobs = []
+    for pair in args.pairs.split(","):
+        src, tgt = pair.split(":")
+        for method in methods:
+            seeds = range(args.seeds) if method == "auto" else [0]
+            jobs += [{"src": src, "tgt": tgt, "method": method, "seed": s, "split": "A|B", "options": args.options}
+                     for s in seeds]
+        if "auto" in methods and args.resplit >= 0:
+            jobs.append({"src": src, "tgt": tgt, "method": "auto", "seed": 0, "resplit": args.resplit,
+                         "split": f"resplit{args.resplit}", "options": args.options})
+    ctx = mp.get_context("fork")
+    results = []
+    for job in jobs:
+        with ctx.Pool(1) as pool:  # a fresh child per run: its own peak RSS
+            r = pool.apply(run_one, (job,))
+        if r:
+            results.append(r)
+            print(f"# {r['src']}->{r['tgt']} {r['method']} seed {r['seed']} {r['split']}: top1 {r['top1']:.4f} "
+                  f"cos {r['mean_cosine']:.4f} {r['wall_s']:.0f}s load {os.getloadavg()[0]:.1f}",
+                  file=sys.stderr, flush=True)
+    print("| source → target | method | split | seed | pairs | A rows / B rows | mean cos | top-1 | mean rank "
+          "| wall s | peak RSS MB | mnn share | mnn cos | nbr consist. |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['src']} → {r['tgt']} | {r['method']} | {r['split']} | {r['seed']} | {r['pairs']} | "
+              f"{r['source_rows']} / {r['target_rows']} | {r['mean_cosine']:.4f} | {r['top1']:.4f} | "
+              f"{r['mean_rank']:.1f} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['h_mnn_share']:.3f} | "
+              f"{r['h_mnn_mean_cosine']:.3f} | {r['h_neighbour_consistency']:.3f} |")
+    top = [r["top1"] for r in results]
+    print("\nSpearman(health, true top-1) over %d runs: " % len(results)
+          + ", ".join(f"{k} {spearman([r['h_' + k] for r in results], top):+.2f}" for k in HEALTH_KEYS))
+    print(f"load average (1, 5, 15 min) at end: {os.getloadavg()}; cores: {os.cpu_count()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The default method ('auto'): learn A -> B from unpaired samples (plus optional known pairs).
+
+1. Fit space: each side normalised, centred, normalised (translators.linear).
+2. Initial maps: (a) rows matched across spaces by rotation-invariant similarity profiles, bootstrapped by
+   stochastic dictionary induction (VecMap); (b) one per GW restart: spherical k-means on each side; an entropic Gromov-Wasserstein coupling of
+   the two weighted centroid-similarity matrices (a soft, annealed relative of the QAP matching of
+   mini-vec2vec, arXiv 2510.02348) gives each source centroid a target barycentre; weighted Procrustes on
+   those anchors. Known pairs join as anchors with a high weight, and also give a restart of their own.
+3. Refinement: translate, CSLS mutual nearest neighbours, Procrustes on the mutual pairs (+ known pairs),
+   repeat (VecMap / MUSE style).
+4. Restarts are ranked by the mean cosine of mutual-NN pairs on a held-out unpaired sample (never labels);
+   the best is refined again on a larger sample.
+5. Optional ridge on confident pseudo-pairs, kept only when it raises the same held-out criterion;
+   optional non-linear refinement (translators.refine, when installed) likewise.
+Deterministic for a seed: every random choice draws from numpy Generators seeded from `seed`.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from translators.health import health_in_fit_space
+from translators.linear import output_config, procrustes, ridge, side_stats, to_fit_space, unit
+from translators.matching import csls_mutual_nn, gromov_wasserstein, similarity_profiles, spherical_kmeans
+from translators.model import Translator, linear_translator
+from v2v_migrate.errors import UsageError
+
+DEFAULTS = {
+    "restarts": 2,           # Gromov-Wasserstein initialisations tried (besides profiles and known pairs)
+    "clusters": 128,         # k-means centroids per side for the GW matching
+    "sample": 6000,          # vectors per side used while refining each restart
+    "iterations": 6,         # CSLS/Procrustes rounds per restart
+    "final_sample": 12000,   # vectors per side for the last refinement of the chosen restart
+    "final_iterations": 4,
+    "eval_sample": 3000,     # held-out unpaired vectors per side for the selection criterion
+    "gw_eps": 2e-3,
+    "profile_sample": 3000,  # vectors per side matched by similarity profiles (one more restart)
+    "induction_iterations": 40,  # stochastic dictionary induction rounds after the profile match
+    "pair_weight": 10.0,     # weight of one known pair relative to one mutual-NN pseudo-pair
+    "ridge": "auto",         # 'auto' | True | False
+    "refine": False,         # non-linear refinement (translators.refine): 'auto' (kept if it helps) | True | False
+}
+
+
+def _take(rng, arr, n):
+    return arr[rng.choice(len(arr), min(n, len(arr)), replace=False)]
+
+
+def _refine_linear(w, xs, ys, pairs_f, iterations, pair_weight):
+    """CSLS mutual-NN / Procrustes rounds; returns the final W."""
+    for _ in range(iterations):
+        i, j, _, _, _ = csls_mutual_nn(unit(xs @ w), ys)
+        if len(i) < 2 and pairs_f is None:
+            break
+        xa, ya, wts = xs[i], ys[j], np.ones(len(i), np.float32)
+        if pairs_f is not None:
+            xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
+            wts = np.concatenate([wts, np.full(len(pairs_f[0]), pair_weight, np.float32)])
+        w = procrustes(xa, ya, wts)
+    return w
+
+
+def _stochastic_induction(w, xs, ys, rng, iterations):
+    """VecMap's stochastic dictionary induction: escape a weak start's local optimum.
+
+    Each round keeps a random share p of the similarity entries, pairs every row with its best CSLS
+    partner both ways, and refits Procrustes; p doubles whenever the objective (mean best cosine) stalls.
+    From a start with ~2% right pairs this reaches the right map where plain mutual-NN rounds get stuck.
+    """
+    keep, best, stall = 0.1, -np.inf, 0
+    n, m = len(xs), len(ys)
+    for _ in range(iterations):
+        sims = unit(xs @ w) @ ys.T
+        if keep < 1.0:
+            sims = np.where(rng.random(sims.shape, dtype=np.float32) < keep, sims, np.float32(-10.0))
+        k = min(10, n - 1, m - 1)
+        r_y = -np.mean(np.partition(-sims, k, axis=0)[:k], axis=0)
+        r_x = -np.mean(np.partition(-sims, k, axis=1)[:, :k], axis=1)
+        csls = 2 * sims - r_x[:, None] - r_y[None, :]
+        src = np.concatenate([np.arange(n), np.argmax(csls, axis=0)])
+        tgt = np.concatenate([np.argmax(csls, axis=1), np.arange(m)])
+        w = procrustes(xs[src], ys[tgt])
+        objective = float(np.mean(np.max(unit(xs @ w) @ ys.T, axis=1)))
+        if objective > best + 1e-4:
+            best, stall = objective, 0
+        else:
+            stall += 1
+            if stall >= 2:
+                if keep >= 1.0:
+                    break
+                keep, stall = min(1.0, 2 * keep), 0
+    return w
+
+
+def _criterion(w, x_eval, y_eval) -> float:
+    _, _, cos, _, _ = csls_mutual_nn(unit(x_eval @ w), y_eval)
+    # mean cosine of mutual pairs x their share: a map that pairs few points very well does not win
+    return float(cos.sum() / len(x_eval)) if len(cos) else 0.0
+
+
+def _gw_init(xs, ys, rng, clusters, eps, pairs_f, pair_weight):
+    ca, na = spherical_kmeans(xs, clusters, rng)
+    cb, nb = spherical_kmeans(ys, clusters, rng)
+    p, q = na / na.sum(), nb / nb.sum()
+    coupling, loss = gromov_wasserstein(ca @ ca.T, cb @ cb.T, p, q, rng, eps=eps)
+    barycentres = unit((coupling / np.maximum(coupling.sum(axis=1, keepdims=True), 1e-300)) @ cb)
+    xa, ya, wts = ca, barycentres, (na / na.mean()).astype(np.float32)
+    if pairs_f is not None:
+        xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
+        wts = np.concatenate([wts, np.full(len(pairs_f[0]), pair_weight, np.float32)])
+    return procrustes(xa, ya, wts), loss
+
+
+def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", progress: bool = False,
+             **options) -> Translator:
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise UsageError(f"unknown option(s) for method 'auto': {sorted(unknown)}.",
+                         f"use only: {', '.join(sorted(DEFAULTS))}.")
+    opt = {**DEFAULTS, **options}
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    s_stats, t_stats = side_stats(source), side_stats(target)
+    x_all, y_all = to_fit_space(source, s_stats["mean"]), to_fit_space(target, t_stats["mean"])
+    # Held-out unpaired evaluation rows for the selection criterion and health, disjoint from training rows
+    # where the sample is large enough to spare them.
+    x_perm, y_perm = rng.permutation(len(x_all)), rng.permutation(len(y_all))
+    n_ex = min(opt["eval_sample"], len(x_all) // 3)
+    n_ey = min(opt["eval_sample"], len(y_all) // 3)
+    x_eval, y_eval = x_all[x_perm[:n_ex]], y_all[y_perm[:n_ey]]
+    x_train, y_train = x_all[x_perm[n_ex:]], y_all[y_perm[n_ey:]]
+    pairs_f = None
+    if pairs is not None:
+        pairs_f = (to_fit_space(pairs[0], s_stats["mean"]), to_fit_space(pairs[1], t_stats["mean"]))
+
+    def say(msg):
+        if progress:
+            print(f"[auto {time.perf_counter() - started:6.1f}s] {msg}", flush=True)
+
+    xs, ys = _take(rng, x_train, opt["sample"]), _take(rng, y_train, opt["sample"])
+    candidates = []  # (criterion, W, origin)
+    if pairs_f is not None and len(pairs_f[0]) >= 2:
+        w = _refine_linear(procrustes(*pairs_f), xs, ys, pairs_f, opt["iterations"], opt["pair_weight"])
+        candidates.append((_criterion(w, x_eval, y_eval), w, "pairs"))
+        say(f"restart from known pairs: criterion {candidates[-1][0]:.4f}")
+    n_prof = min(int(opt["profile_sample"]), len(xs), len(ys))
+    if n_prof >= 64:
+        xp, yp = xs[:n_prof], ys[:n_prof]  # same count both sides: profile positions must mean the same
+        i, j, _, _, _ = csls_mutual_nn(similarity_profiles(xp), similarity_profiles(yp))
+        w = _stochastic_induction(procrustes(xp[i], yp[j]), xp, yp, np.random.default_rng([seed, 999]),
+                                  int(opt["induction_iterations"]))
+        w = _refine_linear(w, xs, ys, pairs_f, opt["iterations"], opt["pair_weight"])
+        candidates.append((_criterion(w, x_eval, y_eval), w, "profiles"))
+        say(f"restart from similarity profiles ({len(i)} matches): criterion {candidates[-1][0]:.4f}")
+    for r in range(int(opt["restarts"])):
+        r_rng = np.random.default_rng([seed, r])
+        w0, loss = _gw_init(xs, ys, r_rng, int(opt["clusters"]), float(opt["gw_eps"]), pairs_f, opt["pair_weight"])
+        w = _refine_linear(w0, xs, ys, pairs_f, opt["iterations"], opt["pair_weight"])
+        candidates.append((_criterion(w, x_eval, y_eval), w, f"gw{r}"))
+        say(f"restart {r}: GW loss {loss:.5f}, criterion {candidates[-1][0]:.4f}")
+    order = sorted(range(len(candidates)), key=lambda c: -candidates[c][0])
+    best_score, w, origin = candidates[order[0]]
+    z_best = unit(x_eval @ w)
+    agreements = [float(np.mean(np.sum(z_best * unit(x_eval @ candidates[c][1]), axis=1))) for c in order[1:]]
+
+    xs, ys = _take(rng, x_train, opt["final_sample"]), _take(rng, y_train, opt["final_sample"])
+    w = _refine_linear(w, xs, ys, pairs_f, int(opt["final_iterations"]), opt["pair_weight"])
+    score = _criterion(w, x_eval, y_eval)
+    say(f"chosen {origin}, after final refinement: criterion {score:.4f}")
+    stage = "procrustes"
+    if opt["ridge"]:
+        i, j, _, csls, _ = csls_mutual_nn(unit(xs @ w), ys)
+        confident = csls >= np.median(csls) if len(csls) else np.zeros(0, bool)
+        xa, ya = xs[i[confident]], ys[j[confident]]
+        if pairs_f is not None:
+            xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
+        if len(xa) > 2 * xs.shape[1]:
+            w_ridge = ridge(xa, ya, lam=0.1 * len(xa) / xs.shape[1])
+            ridge_score = _criterion(w_ridge, x_eval, y_eval)
+            say(f"ridge on {len(xa)} confident pairs: criterion {ridge_score:.4f}")
+            if opt["ridge"] is True or ridge_score > score:
+                w, score, stage = w_ridge, ridge_score, "ridge"
+
+    health = health_in_fit_space(unit(x_eval @ w), x_eval, y_eval, seed)
+    health.update({
+        "criterion": score,
+        "restart_agreement": float(np.mean(np.array(agreements) > 0.9)) if agreements else None,
+        "restart_best_other_agreement": max(agreements) if agreements else None,
+        "restart_criteria": [round(c[0], 5) for c in candidates],
+    })
+    cfg = {"method": "auto", "seed": int(seed), **output_config(t_stats),
+           "stages": {"init": origin, "final": stage},
+           "options": {k: opt[k] for k in sorted(DEFAULTS)},
+           "training_data": {"source_rows": int(len(source)), "target_rows": int(len(target)),
+                             "pairs": 0 if pairs is None else int(len(pairs[0]))}}
+    translator = linear_translator(w, s_stats["mean"], t_stats["mean"], cfg,
+                                   {"health": health, "fit_seconds": time.perf_counter() - started})
+    return _maybe_refine(translator, source, target, seed, device, opt["refine"], say)
+
+
+def _maybe_refine(translator, source, target, seed, device, refine, say):
+    """Non-linear residual refinement (translators.refine, another module) where it measurably helps."""
+    if not refine:
+        return translator
+    try:
+        from translators.refine import refine_translator
+    except ImportError:
+        if refine is True:
+            raise UsageError("non-linear refinement was asked for but translators.refine is not available.",
+                             "drop refine=True or install the full v2v-migrate.") from None
+        return translator
+    from translators.health import health_metrics
+
+    refined = refine_translator(translator, source, target, seed=seed, device=device)
+    before = health_metrics(translator, source, target, seed)
+    after = health_metrics(refined, source, target, seed)
+    say(f"non-linear refinement: mutual-NN cosine {before['mnn_mean_cosine']:.4f} -> {after['mnn_mean_cosine']:.4f}")
+    # keep this module's health figures under 'health' (the refiner reports its own under 'refine_health')
+    refined.metrics["refine_health"] = refined.metrics.get("health")
+    refined.metrics["health"] = after
+    if refine is True or after["mnn_mean_cosine"] > before["mnn_mean_cosine"]:
+        return refined
+    return translator
