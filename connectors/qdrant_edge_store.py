@@ -20,11 +20,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from connectors import ids as idmap
-from connectors.base import Batch, Store, check_metric, validate_vectors
+from connectors.base import Batch, Store, check_metric
 from connectors.id_scan import sample_by_id_scan
-from connectors.json_ids import PAYLOAD_FIELDS_FOR_ID, attach_id, encode_payload, restore_id
-from connectors.qdrant_store import DISTANCE_TO_METRIC, METRIC_TO_DISTANCE, engine_point_id
+from connectors.json_ids import PAYLOAD_FIELDS_FOR_ID, restore_id
+from connectors.qdrant_store import (
+    DISTANCE_TO_METRIC, METRIC_TO_DISTANCE, engine_point_id, points_by_engine_id,
+)
 from v2v_migrate.errors import (
     DestinationNotEmptyError, DimensionMismatchError, MetricMismatchError, StoreLockedError, StoreNotFoundError,
     UnreadableStoreError, UsageError, V2VError,
@@ -252,16 +253,7 @@ class QdrantEdgeStore(Store):
         import qdrant_edge
 
         p = self._require_config()
-        vectors = validate_vectors(batch.vectors, p["dim"], where=f"upsert into {self.uri}")
-        if len(batch.ids) != len(vectors):
-            raise UsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
-        rows: dict = {}  # by engine id: a repeated id keeps its last row, as an upsert would
-        for i, x in enumerate(batch.ids):
-            key, mapped = engine_point_id(x)
-            payload = dict(batch.payloads[i] or {}) if batch.payloads is not None else {}
-            payload = (attach_id(payload, idmap.normalize_id(x), "Qdrant Edge") if mapped
-                       else encode_payload(payload, "Qdrant Edge"))
-            rows[key] = (i, payload)
+        vectors, rows = points_by_engine_id(batch, p["dim"], self.uri, "Qdrant Edge")
         shard = self._open()
         items = list(rows.items())
         for start in range(0, len(items), POINTS_PER_UPDATE):

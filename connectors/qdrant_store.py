@@ -76,6 +76,24 @@ def engine_point_id(x) -> tuple[Any, bool]:
     return idmap.to_uuid(x), True
 
 
+def points_by_engine_id(batch: Batch, dim: int, uri: str, engine: str) -> tuple[np.ndarray, dict]:
+    """(validated vectors, {engine id: (row, payload as stored)}) for an upsert into Qdrant or Qdrant Edge.
+
+    A repeated id keeps its last row, as an upsert would; ids the engine cannot hold carry their original.
+    """
+    vectors = validate_vectors(batch.vectors, dim, where=f"upsert into {uri}")
+    if len(batch.ids) != len(vectors):
+        raise UsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
+    rows: dict = {}
+    for i, x in enumerate(batch.ids):
+        key, mapped = engine_point_id(x)
+        payload = dict(batch.payloads[i] or {}) if batch.payloads is not None else {}
+        payload = (attach_id(payload, idmap.normalize_id(x), engine) if mapped
+                   else encode_payload(payload, engine))
+        rows[key] = (i, payload)
+    return vectors, rows
+
+
 def _distance_name(distance) -> str:
     return getattr(distance, "value", str(distance))
 
@@ -337,16 +355,7 @@ class QdrantStore(Store):
         from qdrant_client import models
 
         p = self._require()
-        vectors = validate_vectors(batch.vectors, p["dim"], where=f"upsert into {self.uri}")
-        if len(batch.ids) != len(vectors):
-            raise UsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
-        rows: dict = {}  # by engine id: a repeated id keeps its last row, as an upsert would
-        for i, x in enumerate(batch.ids):
-            key, mapped = engine_point_id(x)
-            payload = dict(batch.payloads[i] or {}) if batch.payloads is not None else {}
-            payload = (attach_id(payload, idmap.normalize_id(x), "Qdrant") if mapped
-                       else encode_payload(payload, "Qdrant"))
-            rows[key] = (i, payload)
+        vectors, rows = points_by_engine_id(batch, p["dim"], self.uri, "Qdrant")
         keys, chunk_bytes = [], 0
         for key, (i, payload) in rows.items():
             row_bytes = 12 * p["dim"] + 64 + len(json.dumps(payload, default=str))  # JSON floats ~12 chars

@@ -39,6 +39,7 @@ DEFAULTS = {
     "induction_iterations": 40,  # stochastic dictionary induction rounds after the profile match
     "pair_weight": 10.0,     # weight of one known pair relative to one mutual-NN pseudo-pair
     "ridge": "auto",         # 'auto' | True | False
+    "identity_start": True,  # also start from the identity when both dimensions are equal
     "refine": False,         # non-linear refinement (translators.refine): 'auto' (kept if it helps) | True | False
 }
 
@@ -144,6 +145,13 @@ def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", pro
         w = _refine_linear(procrustes(*pairs_f), xs, ys, pairs_f, opt["iterations"], opt["pair_weight"])
         candidates.append((_criterion(w, x_eval, y_eval), w, "pairs"))
         say(f"restart from known pairs: criterion {candidates[-1][0]:.4f}")
+    if opt["identity_start"] and xs.shape[1] == ys.shape[1]:
+        # Models fine-tuned from one base checkpoint (e.g. the MiniLM family) often keep its coordinates:
+        # the identity is then a start inside the right basin. The criterion decides, as for every start.
+        w = _refine_linear(np.eye(xs.shape[1], dtype=np.float32), xs, ys, pairs_f, opt["iterations"],
+                           opt["pair_weight"])
+        candidates.append((_criterion(w, x_eval, y_eval), w, "identity"))
+        say(f"restart from the identity (same dimension): criterion {candidates[-1][0]:.4f}")
     n_prof = min(int(opt["profile_sample"]), len(xs), len(ys))
     if n_prof >= 64:
         xp, yp = xs[:n_prof], ys[:n_prof]  # same count both sides: profile positions must mean the same

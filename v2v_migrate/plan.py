@@ -240,5 +240,5 @@ def summary_text(plan: dict) -> str:
         f"{e['translate_rate_linear']:,.0f} rows/s translate (plus write time); "
         f"dest disk ~{_size(e['dest_disk_bytes'])}; apply memory ~{_size(e['apply_memory_bytes'])}, "
         f"train memory ~{_size(e['train_memory_bytes'])}",
-        f"next    v2v-migrate train --plan PLAN && v2v-migrate apply --plan PLAN",
+        "next    v2v-migrate train --plan PLAN && v2v-migrate apply --plan PLAN",
     ])

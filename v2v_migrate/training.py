@@ -69,7 +69,9 @@ def choose_method(n_pairs: int) -> tuple[str, str]:
         return "ridge", f"{n_pairs} known pairs: a supervised linear map is the most faithful."
     if n_pairs:
         return "auto", f"only {n_pairs} known pairs: unsupervised fit, anchored by those pairs."
-    return "auto", "no known pairs: unsupervised fit on samples of both stores."
+    return "auto", ("no known pairs: unsupervised fit on samples of both stores. Measured unreliable across "
+                    "model families (README, Honest status): re-embed ~1,000 source texts with the new model "
+                    "and pass them as --pairs for a supervised map and a trustworthy report.")
 
 
 def train_translator(source_uri: str, target_uri: str, out_dir: str | os.PathLike, *, method: str = "auto",
