@@ -15,6 +15,17 @@ def _require_shared_data() -> None:
         pytest.skip("shared reference data not found (set V2V_SHARED_DATA to the folder holding pypi/)")
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Small networks: one torch thread avoids oversubscription on the shared 2-core CI machine; restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def real_vectors():
     """real_vectors(n, model='minilm', start=0) -> float32 (n, dim) of real embeddings (rows start..start+n)."""

@@ -14,13 +14,7 @@ from v2v_migrate.errors import TrainingError  # noqa: E402
 FAST = dict(hidden=128, batch_size=256, eval_size=512, pseudo_pool=512, time_budget_s=None, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # small networks: one thread avoids oversubscription on the shared 2-core CI machine; restored afterwards
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

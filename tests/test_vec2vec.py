@@ -16,13 +16,7 @@ TINY = dict(d_adapter=64, d_hidden=64, adapter_depth=2, transform_depth=2, batch
             time_budget_s=None, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny networks: one thread avoids oversubscription on the shared 2-core CI machine; restored afterwards
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _no_time(history):
