@@ -8,9 +8,10 @@
    those anchors. Known pairs join as anchors with a high weight, and also give a restart of their own.
 3. Refinement: Wasserstein-Procrustes. Translate, couple the two samples by entropic optimal transport
    (uniform marginals, eps annealed), Procrustes of each source row onto its transport barycentre
-   (+ known pairs), repeat. The balanced plan is a global constraint: from the same starts it reaches
-   top-1 0.96-0.99 where CSLS mutual-NN rounds (VecMap / MUSE style, still `refinement='csls'`) stall
-   at 0.4-0.9 (benchmarks/results/ot_refinement.txt).
+   (+ known pairs), repeat. The balanced plan is a global constraint: from the same in-basin starts it
+   reached top-1 0.85-0.99 where CSLS mutual-NN rounds (VecMap / MUSE style, still `refinement='csls'`)
+   stalled at 0.57-0.88 (benchmarks/ot_refinement.py; results/ot_refinement.txt). It does not rescue a
+   start with top-1 ~0, and its own optimum lies below the supervised map (see that file).
 4. Restarts are ranked by the mean cosine of mutual-NN pairs on a held-out unpaired sample (never labels);
    the best is refined again, 12 OT rounds at the final temperature on up to 12,000 rows per side drawn
    from ALL rows (the held-out ones too: the choice is made, and OT's bias shrinks with sample size, see
