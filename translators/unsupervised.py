@@ -58,17 +58,21 @@ def _take(rng, arr, n):
     return arr[rng.choice(len(arr), min(n, len(arr)), replace=False)]
 
 
+def _weighted_procrustes(xa, ya, wts, pairs_f, pair_weight):
+    """Procrustes on anchors (xa, ya) with weights wts, known pairs (if any) joining at pair_weight each."""
+    if pairs_f is not None:
+        xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
+        wts = np.concatenate([wts, np.full(len(pairs_f[0]), pair_weight, np.float32)])
+    return procrustes(xa, ya, wts)
+
+
 def _refine_linear(w, xs, ys, pairs_f, iterations, pair_weight):
     """CSLS mutual-NN / Procrustes rounds; returns the final W."""
     for _ in range(iterations):
         i, j, _, _, _ = csls_mutual_nn(unit(xs @ w), ys)
         if len(i) < 2 and pairs_f is None:
             break
-        xa, ya, wts = xs[i], ys[j], np.ones(len(i), np.float32)
-        if pairs_f is not None:
-            xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
-            wts = np.concatenate([wts, np.full(len(pairs_f[0]), pair_weight, np.float32)])
-        w = procrustes(xa, ya, wts)
+        w = _weighted_procrustes(xs[i], ys[j], np.ones(len(i), np.float32), pairs_f, pair_weight)
     return w
 
 
@@ -76,11 +80,7 @@ def _refine_ot(w, xs, ys, pairs_f, eps_list, pair_weight):
     """Wasserstein-Procrustes rounds: Procrustes of each source row onto its OT barycentre, one per eps."""
     for eps in eps_list:
         bary = ot_barycentres(unit(xs @ w), ys, eps)
-        xa, ya, wts = xs, bary, np.ones(len(xs), np.float32)
-        if pairs_f is not None:
-            xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
-            wts = np.concatenate([wts, np.full(len(pairs_f[0]), pair_weight, np.float32)])
-        w = procrustes(xa, ya, wts)
+        w = _weighted_procrustes(xs, bary, np.ones(len(xs), np.float32), pairs_f, pair_weight)
     return w
 
 
@@ -128,11 +128,7 @@ def _gw_init(xs, ys, rng, clusters, eps, pairs_f, pair_weight):
     p, q = na / na.sum(), nb / nb.sum()
     coupling, loss = gromov_wasserstein(ca @ ca.T, cb @ cb.T, p, q, rng, eps=eps)
     barycentres = unit((coupling / np.maximum(coupling.sum(axis=1, keepdims=True), 1e-300)) @ cb)
-    xa, ya, wts = ca, barycentres, (na / na.mean()).astype(np.float32)
-    if pairs_f is not None:
-        xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
-        wts = np.concatenate([wts, np.full(len(pairs_f[0]), pair_weight, np.float32)])
-    return procrustes(xa, ya, wts), loss
+    return _weighted_procrustes(ca, barycentres, (na / na.mean()).astype(np.float32), pairs_f, pair_weight), loss
 
 
 def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", progress: bool = False,
