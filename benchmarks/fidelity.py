@@ -69,7 +69,8 @@ def run_one(job: dict) -> dict:
         return {}
     started = time.perf_counter()
     options = json.loads(job.get("options") or "{}") if base in ("auto", "vec2vec") else {}
-    t = fit(x, y, method=base, pairs=pairs, seed=seed, device="cpu", **options)
+    device = job.get("device", "cpu") if base in ("auto", "vec2vec") else "cpu"
+    t = fit(x, y, method=base, pairs=pairs, seed=seed, device=device, **options)
     wall = time.perf_counter() - started
     xt, yt = shared_data.embeddings(src, test), shared_data.embeddings(tgt, test)
     m = paired_metrics(t(xt), yt, pool=8192)
@@ -95,7 +96,10 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5, help="seeds for 'auto' (other methods use seed 0)")
     ap.add_argument("--resplit", type=int, default=1, help="also run 'auto' on this seed's re-split (-1: skip)")
     ap.add_argument("--options", default="", help="JSON options passed to auto/vec2vec, e.g. '{\"restarts\": 4}'")
-    ap.add_argument("--json", help="write every run's figures here")
+    ap.add_argument("--json", help="write every run's figures here (rewritten after each run)")
+    ap.add_argument("--device", default="cpu", help="device for auto / vec2vec (cpu, cuda); others run on CPU")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="runs at once (each a fresh child; set OMP_NUM_THREADS to share the cores)")
     args = ap.parse_args(argv)
     if shared_data.data_root() is None:
         sys.exit("shared reference data not found: set V2V_SHARED_DATA")
@@ -110,21 +114,25 @@ def main(argv=None):
         src, tgt = pair.split(":")
         for method in methods:
             seeds = range(args.seeds) if method == "auto" else [0]
-            jobs += [{"src": src, "tgt": tgt, "method": method, "seed": s, "split": "A|B", "options": args.options}
-                     for s in seeds]
+            jobs += [{"src": src, "tgt": tgt, "method": method, "seed": s, "split": "A|B", "options": args.options,
+                      "device": args.device} for s in seeds]
         if "auto" in methods and args.resplit >= 0:
             jobs.append({"src": src, "tgt": tgt, "method": "auto", "seed": 0, "resplit": args.resplit,
-                         "split": f"resplit{args.resplit}", "options": args.options})
-    ctx = mp.get_context("fork")
+                         "split": f"resplit{args.resplit}", "options": args.options, "device": args.device})
+    ctx = mp.get_context("fork")  # the parent never touches CUDA, so forked children may
     results = []
-    for job in jobs:
-        with ctx.Pool(1) as pool:  # a fresh child per run: its own peak RSS
-            r = pool.apply(run_one, (job,))
-        if r:
+    # maxtasksperchild=1: a fresh child per run, so wall time and peak RSS are its own
+    with ctx.Pool(max(1, args.workers), maxtasksperchild=1) as pool:
+        for r in pool.imap_unordered(run_one, jobs):
+            if not r:
+                continue
             results.append(r)
             print(f"# {r['src']}->{r['tgt']} {r['method']} seed {r['seed']} {r['split']}: top1 {r['top1']:.4f} "
                   f"cos {r['mean_cosine']:.4f} {r['wall_s']:.0f}s load {os.getloadavg()[0]:.1f}",
                   file=sys.stderr, flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    results.sort(key=lambda r: (r["src"], r["tgt"], r["method"], r["split"], r["seed"]))  # finish order varies
     print("| source → target | method | split | seed | pairs | A rows / B rows | mean cos | top-1 | mean rank "
           "| wall s | peak RSS MB | mnn share | mnn cos | nbr consist. |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -137,8 +145,6 @@ def main(argv=None):
     print("\nSpearman(health, true top-1) over %d runs: " % len(results)
           + ", ".join(f"{k} {spearman([r['h_' + k] for r in results], top):+.2f}" for k in HEALTH_KEYS))
     print(f"load average (1, 5, 15 min) at end: {os.getloadavg()}; cores: {os.cpu_count()}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
 
 
 if __name__ == "__main__":

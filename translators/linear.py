@@ -47,6 +47,12 @@ def procrustes(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) 
     return (u @ vt).astype(np.float32)
 
 
+def polar(m: np.ndarray) -> np.ndarray:
+    """The nearest semi-orthogonal matrix to m (its polar factor U V^T), float32."""
+    u, _, vt = np.linalg.svd(m.astype(np.float64), full_matrices=False)
+    return (u @ vt).astype(np.float32)
+
+
 def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     """W = argmin ||xW - y||^2 + lam ||W||^2 (float64 solve)."""
     x64 = x.astype(np.float64)

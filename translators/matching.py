@@ -100,23 +100,25 @@ def similarity_profiles(z: np.ndarray, quantiles: int = 64) -> np.ndarray:
     return unit(out)
 
 
-def ot_barycentres(z: np.ndarray, y: np.ndarray, eps: float, iterations: int = 100) -> np.ndarray:
+def ot_barycentres(z: np.ndarray, y: np.ndarray, eps: float, iterations: int = 100, device: str = "cpu") -> np.ndarray:
     """Each z row's barycentre of y under the entropic optimal-transport plan (uniform marginals, cost 1 - cos).
 
     Unlike nearest neighbours, a balanced transport plan must use every target row once in total, so a map
     cannot score well by sending many sources onto one dense target region: the global constraint that lets
     Wasserstein-Procrustes (Grave et al. 2019; Alvarez-Melis & Jaakkola 2018) leave a weak start's basin.
-    Returns n * (P @ y): row i is sum_j P_ij y_j / sum_j P_ij. Torch (all cores) for the n x m kernel.
+    Returns n * (P @ y): row i is sum_j P_ij y_j / sum_j P_ij. Torch (all cores, or `device`) for the n x m
+    kernel.
     """
     import torch
 
-    zt, yt = torch.from_numpy(np.ascontiguousarray(z, np.float32)), torch.from_numpy(np.ascontiguousarray(y, np.float32))
+    zt = torch.from_numpy(np.ascontiguousarray(z, np.float32)).to(device)
+    yt = torch.from_numpy(np.ascontiguousarray(y, np.float32)).to(device)
     n, m = len(zt), len(yt)
     # exp((cos - 1) / eps) stays in float32 range for eps >= 0.01 (no log domain needed)
     kernel = torch.exp((zt @ yt.T - 1.0) / float(eps))
-    u, v = torch.ones(n), torch.ones(m)
+    u, v = torch.ones(n, device=device), torch.ones(m, device=device)
     for _ in range(iterations):
         u = (1.0 / n) / (kernel @ v).clamp_min(1e-30)
         v = (1.0 / m) / (kernel.T @ u).clamp_min(1e-30)
     bary = u[:, None] * (kernel @ (v[:, None] * yt))
-    return (bary * n).numpy()
+    return (bary * n).cpu().numpy()

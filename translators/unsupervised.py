@@ -28,10 +28,10 @@ import time
 import numpy as np
 
 from translators.health import health_in_fit_space
-from translators.linear import output_config, procrustes, ridge, side_stats, to_fit_space, unit
+from translators.linear import output_config, polar, procrustes, ridge, side_stats, to_fit_space, unit
 from translators.matching import (csls_mutual_nn, gromov_wasserstein, ot_barycentres, similarity_profiles,
                                   spherical_kmeans)
-from translators.model import Translator, linear_translator
+from translators.model import Translator, linear_translator, resolve_device
 from v2v_migrate.errors import UsageError
 
 DEFAULTS = {
@@ -42,7 +42,9 @@ DEFAULTS = {
     "ot_eps": [0.1, 0.05],   # transport temperature, annealed geometrically from the first to the second
     "iterations": 10,        # refinement rounds per restart
     "final_sample": 12000,   # vectors per side (from all rows) for the last refinement of the chosen start
-    "final_iterations": 12,  # rounds at the final temperature (mpnet->minilm top-1: 3 -> 0.87, 12 -> 0.97)
+    "final_iterations": 48,  # at most this many rounds at the final temperature; they stop when the OT
+                             # objective levels off (mpnet->minilm from the profile start: ~32 rounds)
+    "momentum": 1.0,         # over-relaxation of the OT rounds (see _refine_ot)
     "eval_sample": 3000,     # held-out unpaired vectors per side for the selection criterion
     "gw_eps": 2e-3,
     "profile_sample": 3000,  # vectors per side matched by similarity profiles (one more restart)
@@ -76,11 +78,30 @@ def _refine_linear(w, xs, ys, pairs_f, iterations, pair_weight):
     return w
 
 
-def _refine_ot(w, xs, ys, pairs_f, eps_list, pair_weight):
-    """Wasserstein-Procrustes rounds: Procrustes of each source row onto its OT barycentre, one per eps."""
-    for eps in eps_list:
-        bary = ot_barycentres(unit(xs @ w), ys, eps)
-        w = _weighted_procrustes(xs, bary, np.ones(len(xs), np.float32), pairs_f, pair_weight)
+def _refine_ot(w, xs, ys, pairs_f, eps_list, pair_weight, momentum=0.0, device="cpu", stop_gain=None):
+    """Wasserstein-Procrustes rounds: Procrustes of each source row onto its OT barycentre, one per eps.
+
+    Over-relaxation: from a start partly in the basin the rounds climb slowly but steadily in one direction
+    (mpnet->minilm from a 0.34 start, top-1 after 12 rounds: 0.67 plain, 0.85 with momentum 1, 0.87 with 2
+    but lower cosine: it oscillates), so each round steps `momentum` times the last move past the new map,
+    back onto the semi-orthogonal set. The last two rounds are plain, to settle.
+    `stop_gain`: every 4 rounds, stop (after two plain rounds) once the objective, the mean cosine of the
+    translated rows to their barycentres, rose less than this. It levels off where true top-1 does
+    (mpnet->minilm: objective 0.310 -> 0.312 -> 0.312 at rounds 28/32/36 as top-1 went 0.980/0.980/0.980),
+    unlike the held-out mutual-NN criterion, which stalled at 0.22 while top-1 climbed from 0.88 to 0.93.
+    """
+    best = -np.inf
+    for r, eps in enumerate(eps_list):
+        z = unit(xs @ w)
+        bary = ot_barycentres(z, ys, eps, device=device)
+        w_new = _weighted_procrustes(xs, bary, np.ones(len(xs), np.float32), pairs_f, pair_weight)
+        settle = r >= len(eps_list) - 2
+        w = polar(w_new + momentum * (w_new - w)) if momentum and not settle else w_new
+        if stop_gain is not None and not settle and (r + 1) % 4 == 0:
+            objective = float(np.mean(np.sum(z * bary, axis=1)))
+            if objective < best + stop_gain:
+                return _refine_ot(w, xs, ys, pairs_f, eps_list[-2:], pair_weight, 0.0, device)
+            best = objective
     return w
 
 
@@ -160,14 +181,17 @@ def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", pro
     if opt["refinement"] not in ("ot", "csls"):
         raise UsageError(f"unknown refinement {opt['refinement']!r} for method 'auto'.", "use 'ot' or 'csls'.")
     eps_hi, eps_lo = (float(e) for e in opt["ot_eps"])
+    dev = resolve_device(device)  # only the transport kernels use it; the rest is numpy
 
     def refine(w, xs, ys, final=False):
         if opt["refinement"] == "csls":
             n_iter = opt["final_iterations"] if final else opt["iterations"]
             return _refine_linear(w, xs, ys, pairs_f, int(n_iter), opt["pair_weight"])
-        eps_list = [eps_lo] * int(opt["final_iterations"]) if final else \
-            list(np.geomspace(eps_hi, eps_lo, int(opt["iterations"])))
-        return _refine_ot(w, xs, ys, pairs_f, eps_list, opt["pair_weight"])
+        if final:
+            return _refine_ot(w, xs, ys, pairs_f, [eps_lo] * int(opt["final_iterations"]), opt["pair_weight"],
+                              float(opt["momentum"]), dev, stop_gain=1e-3)
+        return _refine_ot(w, xs, ys, pairs_f, list(np.geomspace(eps_hi, eps_lo, int(opt["iterations"]))),
+                          opt["pair_weight"], float(opt["momentum"]), dev)
 
     xs, ys = _take(rng, x_train, opt["sample"]), _take(rng, y_train, opt["sample"])
     candidates = []  # (criterion, W, origin)
