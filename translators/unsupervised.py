@@ -8,14 +8,17 @@
    those anchors. Known pairs join as anchors with a high weight, and also give a restart of their own.
 3. Refinement: Wasserstein-Procrustes. Translate, couple the two samples by entropic optimal transport
    (uniform marginals, eps annealed), Procrustes of each source row onto its transport barycentre
-   (+ known pairs), repeat. The balanced plan is a global constraint: from the same in-basin starts it
-   reached top-1 0.85-0.99 where CSLS mutual-NN rounds (VecMap / MUSE style, still `refinement='csls'`)
-   stalled at 0.57-0.88 (benchmarks/ot_refinement.py; results/ot_refinement.txt). It does not rescue a
-   start with top-1 ~0, and its own optimum lies below the supervised map (see that file).
+   (+ known pairs), repeat; each round over-relaxed (momentum 1, see _refine_ot). The balanced plan is a
+   global constraint: from the same in-basin starts it reached top-1 0.85-0.99 where CSLS mutual-NN rounds
+   (VecMap / MUSE style, still `refinement='csls'`) stalled at 0.57-0.88 (benchmarks/ot_refinement.py;
+   results/ot_refinement.txt). It does not rescue a start with top-1 ~0, and its own optimum lies below the
+   supervised map (see that file).
 4. Restarts are ranked by the mean cosine of mutual-NN pairs on a held-out unpaired sample (never labels);
-   the best is refined again, 12 OT rounds at the final temperature on up to 12,000 rows per side drawn
-   from ALL rows (the held-out ones too: the choice is made, and OT's bias shrinks with sample size, see
-   benchmarks/results/ot_refinement.txt). The criterion reported after it has seen those rows.
+   the best is refined again at the final temperature on up to 12,000 rows per side drawn from ALL rows (the
+   held-out ones too: the choice is made, and OT's bias shrinks with sample size, see
+   benchmarks/results/ot_refinement.txt), until the OT objective levels off (at most 48 rounds). A fixed 12
+   rounds stopped short of the optimum: 2 of 5 mpnet->minilm seeds ended at top-1 0.62-0.65 instead of 0.97.
+   The criterion reported after it has seen those rows.
 5. Optional (off by default) ridge on confident pseudo-pairs (`ridge="auto"` keeps it when it raises the
    held-out criterion: on minilm->mpnet it did, while true top-1 fell 0.96 -> 0.75, so it is not trusted) and
    non-linear refinement (translators.refine, kept likewise when asked for).
@@ -154,6 +157,61 @@ def _gw_init(xs, ys, rng, clusters, eps, pairs_f, pair_weight):
     return _weighted_procrustes(ca, barycentres, (na / na.mean()).astype(np.float32), pairs_f, pair_weight), loss
 
 
+def _refiner(opt, pairs_f, dev):
+    """refine(w, xs, ys, final=False): the rounds each start gets, or the final stage's."""
+    eps_hi, eps_lo = (float(e) for e in opt["ot_eps"])
+
+    def refine(w, xs, ys, final=False):
+        if opt["refinement"] == "csls":
+            n_iter = opt["final_iterations"] if final else opt["iterations"]
+            return _refine_linear(w, xs, ys, pairs_f, int(n_iter), opt["pair_weight"])
+        if final:
+            for eps in opt["final_eps"]:
+                w = _refine_ot(w, xs, ys, pairs_f, [float(eps)] * int(opt["final_iterations"]), opt["pair_weight"],
+                               float(opt["momentum"]), dev, stop_gain=1e-3)
+            return w
+        return _refine_ot(w, xs, ys, pairs_f, list(np.geomspace(eps_hi, eps_lo, int(opt["iterations"]))),
+                          opt["pair_weight"], float(opt["momentum"]), dev)
+    return refine
+
+
+def _starts(xs, ys, pairs_f, opt, seed):
+    """Yield (W0, origin, note) for every initial map, lazily (each is refined before the next is made)."""
+    if pairs_f is not None and len(pairs_f[0]) >= 2:
+        yield procrustes(*pairs_f), "pairs", "known pairs"
+    if opt["identity_start"] and xs.shape[1] == ys.shape[1]:
+        # Models fine-tuned from one base checkpoint (e.g. the MiniLM family) often keep its coordinates:
+        # the identity is then a start inside the right basin. The criterion decides, as for every start.
+        yield np.eye(xs.shape[1], dtype=np.float32), "identity", "the identity (same dimension)"
+    n_prof = min(int(opt["profile_sample"]), len(xs), len(ys))
+    if n_prof >= 64:
+        xp, yp = xs[:n_prof], ys[:n_prof]  # same count both sides: profile positions must mean the same
+        i, j, _, _, _ = csls_mutual_nn(similarity_profiles(xp), similarity_profiles(yp))
+        w = _stochastic_induction(procrustes(xp[i], yp[j]), xp, yp, np.random.default_rng([seed, 999]),
+                                  int(opt["induction_iterations"]))
+        yield w, "profiles", f"similarity profiles ({len(i)} matches)"
+    for r in range(int(opt["restarts"])):
+        w0, loss = _gw_init(xs, ys, np.random.default_rng([seed, r]), int(opt["clusters"]), float(opt["gw_eps"]),
+                            pairs_f, opt["pair_weight"])
+        yield w0, f"gw{r}", f"GW restart {r} (loss {loss:.5f})"
+
+
+def _ridge_stage(w, score, xs, ys, x_eval, y_eval, pairs_f, mode, say):
+    """Ridge on confident pseudo-pairs (+ known pairs); kept when mode is True or it raises the criterion."""
+    i, j, _, csls, _ = csls_mutual_nn(unit(xs @ w), ys)
+    confident = csls >= np.median(csls) if len(csls) else np.zeros(0, bool)
+    xa, ya = xs[i[confident]], ys[j[confident]]
+    if pairs_f is not None:
+        xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
+    if len(xa) > 2 * xs.shape[1]:
+        w_ridge = ridge(xa, ya, lam=0.1 * len(xa) / xs.shape[1])
+        ridge_score = _criterion(w_ridge, x_eval, y_eval)
+        say(f"ridge on {len(xa)} confident pairs: criterion {ridge_score:.4f}")
+        if mode is True or ridge_score > score:
+            return w_ridge, ridge_score, "ridge"
+    return w, score, "procrustes"
+
+
 def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", progress: bool = False,
              **options) -> Translator:
     unknown = set(options) - set(DEFAULTS)
@@ -182,48 +240,14 @@ def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", pro
 
     if opt["refinement"] not in ("ot", "csls"):
         raise UsageError(f"unknown refinement {opt['refinement']!r} for method 'auto'.", "use 'ot' or 'csls'.")
-    eps_hi, eps_lo = (float(e) for e in opt["ot_eps"])
-    dev = resolve_device(device)  # only the transport kernels use it; the rest is numpy
-
-    def refine(w, xs, ys, final=False):
-        if opt["refinement"] == "csls":
-            n_iter = opt["final_iterations"] if final else opt["iterations"]
-            return _refine_linear(w, xs, ys, pairs_f, int(n_iter), opt["pair_weight"])
-        if final:
-            for eps in opt["final_eps"]:
-                w = _refine_ot(w, xs, ys, pairs_f, [float(eps)] * int(opt["final_iterations"]), opt["pair_weight"],
-                               float(opt["momentum"]), dev, stop_gain=1e-3)
-            return w
-        return _refine_ot(w, xs, ys, pairs_f, list(np.geomspace(eps_hi, eps_lo, int(opt["iterations"]))),
-                          opt["pair_weight"], float(opt["momentum"]), dev)
+    refine = _refiner(opt, pairs_f, resolve_device(device))  # the device runs the transport kernels only
 
     xs, ys = _take(rng, x_train, opt["sample"]), _take(rng, y_train, opt["sample"])
     candidates = []  # (criterion, W, origin)
-    if pairs_f is not None and len(pairs_f[0]) >= 2:
-        w = refine(procrustes(*pairs_f), xs, ys)
-        candidates.append((_criterion(w, x_eval, y_eval), w, "pairs"))
-        say(f"restart from known pairs: criterion {candidates[-1][0]:.4f}")
-    if opt["identity_start"] and xs.shape[1] == ys.shape[1]:
-        # Models fine-tuned from one base checkpoint (e.g. the MiniLM family) often keep its coordinates:
-        # the identity is then a start inside the right basin. The criterion decides, as for every start.
-        w = refine(np.eye(xs.shape[1], dtype=np.float32), xs, ys)
-        candidates.append((_criterion(w, x_eval, y_eval), w, "identity"))
-        say(f"restart from the identity (same dimension): criterion {candidates[-1][0]:.4f}")
-    n_prof = min(int(opt["profile_sample"]), len(xs), len(ys))
-    if n_prof >= 64:
-        xp, yp = xs[:n_prof], ys[:n_prof]  # same count both sides: profile positions must mean the same
-        i, j, _, _, _ = csls_mutual_nn(similarity_profiles(xp), similarity_profiles(yp))
-        w = _stochastic_induction(procrustes(xp[i], yp[j]), xp, yp, np.random.default_rng([seed, 999]),
-                                  int(opt["induction_iterations"]))
-        w = refine(w, xs, ys)
-        candidates.append((_criterion(w, x_eval, y_eval), w, "profiles"))
-        say(f"restart from similarity profiles ({len(i)} matches): criterion {candidates[-1][0]:.4f}")
-    for r in range(int(opt["restarts"])):
-        r_rng = np.random.default_rng([seed, r])
-        w0, loss = _gw_init(xs, ys, r_rng, int(opt["clusters"]), float(opt["gw_eps"]), pairs_f, opt["pair_weight"])
+    for w0, origin, note in _starts(xs, ys, pairs_f, opt, seed):
         w = refine(w0, xs, ys)
-        candidates.append((_criterion(w, x_eval, y_eval), w, f"gw{r}"))
-        say(f"restart {r}: GW loss {loss:.5f}, criterion {candidates[-1][0]:.4f}")
+        candidates.append((_criterion(w, x_eval, y_eval), w, origin))
+        say(f"restart from {note}: criterion {candidates[-1][0]:.4f}")
     order = sorted(range(len(candidates)), key=lambda c: -candidates[c][0])
     best_score, w, origin = candidates[order[0]]
     z_best = unit(x_eval @ w)
@@ -235,17 +259,7 @@ def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", pro
     say(f"chosen {origin}, after final refinement: criterion {score:.4f}")
     stage = "procrustes"
     if opt["ridge"]:
-        i, j, _, csls, _ = csls_mutual_nn(unit(xs @ w), ys)
-        confident = csls >= np.median(csls) if len(csls) else np.zeros(0, bool)
-        xa, ya = xs[i[confident]], ys[j[confident]]
-        if pairs_f is not None:
-            xa, ya = np.concatenate([xa, pairs_f[0]]), np.concatenate([ya, pairs_f[1]])
-        if len(xa) > 2 * xs.shape[1]:
-            w_ridge = ridge(xa, ya, lam=0.1 * len(xa) / xs.shape[1])
-            ridge_score = _criterion(w_ridge, x_eval, y_eval)
-            say(f"ridge on {len(xa)} confident pairs: criterion {ridge_score:.4f}")
-            if opt["ridge"] is True or ridge_score > score:
-                w, score, stage = w_ridge, ridge_score, "ridge"
+        w, score, stage = _ridge_stage(w, score, xs, ys, x_eval, y_eval, pairs_f, opt["ridge"], say)
 
     health = health_in_fit_space(unit(x_eval @ w), x_eval, y_eval, seed)
     health.update({
