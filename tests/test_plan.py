@@ -134,3 +134,18 @@ def test_train_without_pairs_uses_the_unsupervised_method(stores, tmp_path, caps
     assert trained["method"] == "auto" and trained["pairs"] == 0 and trained["source_sample"] == 1500
     cfg = json.loads((tmp_path / "translator" / "config.json").read_text())
     assert cfg["workflow"]["pairs_from"] == "none" and cfg["source_dim"] == 384
+
+
+def test_health_summary_warns_on_a_map_that_looks_failed():
+    from v2v_migrate.training import FAILED_MAP_CONSISTENCY, HEALTH_MIN_ROWS, health_summary
+
+    big = {"source": HEALTH_MIN_ROWS, "target": 3000}
+    assert health_summary({}) == (None, None)
+    assert health_summary({"health": {"score": 0.2}}) == (None, None)  # vec2vec's health has other figures
+    line, warning = health_summary({"health": {"neighbour_consistency": 0.149, "mnn_mean_cosine": 0.41, "sample": big}})
+    assert "0.149" in line and warning is None
+    line, warning = health_summary({"health": {"neighbour_consistency": FAILED_MAP_CONSISTENCY - 0.04, "sample": big}})
+    assert "--pairs" in warning and "0.060" in warning
+    # the same figure on a small sample gives no verdict (consistency rises when samples are small)
+    line, warning = health_summary({"health": {"neighbour_consistency": 0.06, "sample": {"source": 500, "target": 500}}})
+    assert warning is None and "too few" in line
