@@ -10,7 +10,8 @@ Models covering only a prefix of the rows (mpnet < 20,000, l3 < 30,000) restrict
 Methods: auto (default, seeds 0..S-1), auto+kN (auto with N known pairs), procrustes, ridge (10k pairs or
 fewer where coverage is smaller: the `pairs` column says), identity (same dim), random, vec2vec (other
 module, when installed). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
-Every run is a forked child so wall time and peak RSS are its own. Prints ONE markdown table, then the
+Every run is a forked child so wall time and peak RSS are its own; `--workers N` runs N at once and
+`--device cuda` puts auto's transport kernels (and vec2vec) on a GPU (see benchmarks/gpu_fidelity.sh). Prints ONE markdown table, then the
 Spearman correlation of each label-free health figure with the true top-1 over all runs, and the load.
 """
 from __future__ import annotations
@@ -119,7 +120,7 @@ def main(argv=None):
         if "auto" in methods and args.resplit >= 0:
             jobs.append({"src": src, "tgt": tgt, "method": "auto", "seed": 0, "resplit": args.resplit,
                          "split": f"resplit{args.resplit}", "options": args.options, "device": args.device})
-    ctx = mp.get_context("fork")  # the parent never touches CUDA, so forked children may
+    ctx = mp.get_context("fork")  # the parent never touches CUDA, so forked children may use it
     results = []
     # maxtasksperchild=1: a fresh child per run, so wall time and peak RSS are its own
     with ctx.Pool(max(1, args.workers), maxtasksperchild=1) as pool:
