@@ -42,9 +42,7 @@ def output_config(target_stats: dict) -> dict:
 def procrustes(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Semi-orthogonal W (d_s, d_t) maximising sum_i w_i <x_i W, y_i>; handles d_s != d_t both ways."""
     xw = x if weights is None else x * weights[:, None].astype(np.float32)
-    m = xw.T.astype(np.float64) @ y.astype(np.float64)
-    u, _, vt = np.linalg.svd(m, full_matrices=False)
-    return (u @ vt).astype(np.float32)
+    return polar(xw.T.astype(np.float64) @ y.astype(np.float64))
 
 
 def polar(m: np.ndarray) -> np.ndarray:

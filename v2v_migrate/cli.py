@@ -108,7 +108,7 @@ def train(plan: Optional[Path] = PlanOpt,
           as_json: bool = JsonOpt):
     """Sample both stores, fit a translator and save its directory."""
     from v2v_migrate.plan import plan_get
-    from v2v_migrate.training import health_summary, train_translator
+    from v2v_migrate.training import train_translator
 
     p = _load_plan(plan)
     pairs_path = pairs or plan_get(p, "train", "pairs_path")
@@ -123,7 +123,7 @@ def train(plan: Optional[Path] = PlanOpt,
         target_options=_options(p, "target", target_option))
     m = result["metrics"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, (int, float)))[:300]
-    health_line, warning = health_summary(m)
+    health_line, warning = result["health_line"], result["health_warning"]
     _emit(result, as_json, f"trained {result['method']} ({result['method_reason']})\n"
           f"samples {result['source_sample']:,} source / {result['target_sample']:,} target, "
           f"pairs {result['pairs']:,} ({result['pairs_from']})\nmetrics {shown or 'none'}\n"

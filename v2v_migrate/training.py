@@ -91,7 +91,8 @@ def health_summary(metrics: dict) -> tuple[str | None, str | None]:
     nc = float(health["neighbour_consistency"])
     line = (f"health  neighbour consistency {nc:.3f}, mutual-NN cosine {float(health.get('mnn_mean_cosine', 0)):.3f}"
             f" (label-free; failed maps scored 0.055-0.091 in our benchmarks, working ones 0.14-0.20)")
-    rows = min((health.get("sample") or {}).get("source", 0), (health.get("sample") or {}).get("target", 0))
+    sample = health.get("sample") or {}
+    rows = min(sample.get("source", 0), sample.get("target", 0))
     warning = None
     if rows < HEALTH_MIN_ROWS:
         line += f"; {rows} held-out rows per side are too few to call a map failed (>= {HEALTH_MIN_ROWS} needed)"
@@ -139,11 +140,12 @@ def train_translator(source_uri: str, target_uri: str, out_dir: str | os.PathLik
             "seed": int(seed), "method_reason": reason,
         }
         translator.save(out_dir)
+        health_line, health_warning = health_summary(translator.metrics)
         return {"out": str(Path(out_dir).resolve()), "method": method, "method_reason": reason,
                 "source_sample": len(src), "target_sample": len(tgt), "pairs": n_pairs, "pairs_from": pairs_from,
                 "source_dim": translator.source_dim, "target_dim": translator.target_dim,
                 "fingerprint": translator.fingerprint, "metrics": dict(translator.metrics),
-                "health_warning": health_summary(translator.metrics)[1],
+                "health_line": health_line, "health_warning": health_warning,
                 "seconds": round(time.monotonic() - t0, 2)}
     finally:
         source.close()
