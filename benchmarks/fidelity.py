@@ -8,10 +8,12 @@ Models covering only a prefix of the rows (mpnet < 20,000, l3 < 30,000) restrict
     .venv/bin/python benchmarks/fidelity.py --pairs minilm:e5 --methods auto,procrustes --seeds 1 --json out.json
 
 Methods: auto (default, seeds 0..S-1), auto+kN (auto with N known pairs), procrustes, ridge (10k pairs or
-fewer where coverage is smaller: the `pairs` column says), identity (same dim), random, vec2vec (other
+fewer where coverage is smaller: the `pairs` column says; procrustes+kN / ridge+kN: N pairs), identity (same dim), random, vec2vec (other
 module, when installed). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
 Every run is a forked child so wall time and peak RSS are its own; `--workers N` runs N at once and
-`--device cuda` puts auto's transport kernels (and vec2vec) on a GPU (see benchmarks/gpu_fidelity.sh). Prints ONE markdown table, then the
+`--device cuda` puts auto's transport kernels (and vec2vec) on a GPU (see benchmarks/gpu_fidelity.sh).
+Prints ONE markdown table (ret@10: the report's retrieval retention, recall@10 of 1,000 new-model queries
+over the translated held-out rows against the true ones), then the
 Spearman correlation of each label-free health figure with the true top-1 over all runs, and the load.
 """
 from __future__ import annotations
@@ -59,8 +61,8 @@ def run_one(job: dict) -> dict:
     a, b, test = halves(src, tgt, job.get("resplit"))
     x, y = shared_data.embeddings(src, a), shared_data.embeddings(tgt, b)
     pairs, n_pairs = None, 0
-    if method in ("procrustes", "ridge") or method.startswith("auto+k"):
-        want = SUPERVISED_PAIRS if method in ("procrustes", "ridge") else int(method.split("+k")[1])
+    if method.split("+")[0] in ("procrustes", "ridge") or "+k" in method:
+        want = int(method.split("+k")[1]) if "+k" in method else SUPERVISED_PAIRS
         pool = np.concatenate([a, b])
         rows = pool[np.random.default_rng(1000 + seed).permutation(len(pool))[:want]]
         pairs = (shared_data.embeddings(src, rows), shared_data.embeddings(tgt, rows))
@@ -74,12 +76,23 @@ def run_one(job: dict) -> dict:
     t = fit(x, y, method=base, pairs=pairs, seed=seed, device=device, **options)
     wall = time.perf_counter() - started
     xt, yt = shared_data.embeddings(src, test), shared_data.embeddings(tgt, test)
-    m = paired_metrics(t(xt), yt, pool=8192)
+    translated = t(xt)
+    m = paired_metrics(translated, yt, pool=8192)
+    m["retention10"] = retention_at_10(translated, yt)
     health = health_metrics(t, x, y, seed=seed)
     return {**job, "pairs": n_pairs, "source_rows": len(x), "target_rows": len(y), **m, "wall_s": wall,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             **{f"h_{k}": health[k] for k in HEALTH_KEYS},
             "stages": t.config.get("stages")}
+
+
+def retention_at_10(translated: np.ndarray, true: np.ndarray, queries: int = 1000) -> float:
+    """The report's retrieval retention: recall@10 of new-model queries (the true vectors of the first
+    `queries` held-out rows, self excluded) over the translated held-out rows, against the true ones."""
+    from v2v_migrate.report_metrics import recall_curve
+
+    n_q = min(queries, len(true))
+    return float(recall_curve(true[:n_q], np.arange(n_q), true, translated, "cosine", max_k=10)[-1])
 
 
 def spearman(a, b) -> float:
@@ -135,12 +148,13 @@ def main(argv=None):
                 Path(args.json).write_text(json.dumps(results, indent=2, default=float))
     results.sort(key=lambda r: (r["src"], r["tgt"], r["method"], r["split"], r["seed"]))  # finish order varies
     print("| source → target | method | split | seed | pairs | A rows / B rows | mean cos | top-1 | mean rank "
-          "| wall s | peak RSS MB | mnn share | mnn cos | nbr consist. |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| ret@10 | wall s | peak RSS MB | mnn share | mnn cos | nbr consist. |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['src']} → {r['tgt']} | {r['method']} | {r['split']} | {r['seed']} | {r['pairs']} | "
               f"{r['source_rows']} / {r['target_rows']} | {r['mean_cosine']:.4f} | {r['top1']:.4f} | "
-              f"{r['mean_rank']:.1f} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['h_mnn_share']:.3f} | "
+              f"{r['mean_rank']:.1f} | {r.get('retention10', float('nan')):.3f} | {r['wall_s']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['h_mnn_share']:.3f} | "
               f"{r['h_mnn_mean_cosine']:.3f} | {r['h_neighbour_consistency']:.3f} |")
     top = [r["top1"] for r in results]
     print("\nSpearman(health, true top-1) over %d runs: " % len(results)

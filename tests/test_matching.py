@@ -30,6 +30,23 @@ def test_ot_barycentres_match_a_log_domain_reference(eps):
     np.testing.assert_allclose(got, expected, atol=2e-4)
 
 
+def test_ot_barycentres_stop_at_the_tolerance_and_resume_from_a_warm_start():
+    rng = np.random.default_rng(4)
+    z, y = unit(rng.standard_normal((300, 16))), unit(rng.standard_normal((250, 16)))
+    expected = 300 * _reference_plan(z, y, 0.05) @ y
+    np.testing.assert_allclose(ot_barycentres(z, y, 0.05, iterations=2000, tol=1e-6), expected, atol=2e-4)
+    loose = ot_barycentres(z, y, 0.05, iterations=2000, tol=0.5)  # stops after a step or two: far off
+    assert np.abs(loose - expected).max() > 1e-3
+    warm = {}
+    ot_barycentres(z, y, 0.05, iterations=2000, warm=warm)
+    # one Sinkhorn step from the converged column scaling is the converged plan again; from cold it is not
+    np.testing.assert_allclose(ot_barycentres(z, y, 0.05, iterations=1, warm=warm), expected, atol=2e-4)
+    assert np.abs(ot_barycentres(z, y, 0.05, iterations=1) - expected).max() > 1e-3
+    other = {}
+    ot_barycentres(z, y, 0.1, iterations=2000, warm=other)  # another temperature: not reused
+    assert np.abs(ot_barycentres(z, y, 0.05, iterations=1, warm=other) - expected).max() > 1e-3
+
+
 def test_ot_barycentres_spread_mass_over_all_targets():
     # 200 sources all next to ONE target: nearest neighbours would pick it 200 times; the balanced plan
     # must send an equal share to every target, so the barycentres differ and their mean is the target mean.
@@ -129,3 +146,32 @@ def test_over_relaxed_ot_rounds_climb_faster_on_real_vectors():
     relaxed = _refine_ot(start, xs, ys, None, [0.05] * 6, 10.0, momentum=1.0)
     print(f"start {top1(start):.3f} plain {top1(plain):.3f} momentum {top1(relaxed):.3f}")
     assert top1(relaxed) > top1(plain) + 0.05
+
+
+def test_final_temperature_falls_with_sample_size_between_the_measured_points():
+    """0.05 up to 6,000 rows per side, 0.03 from 10,000 (where each measured best), geometric in between."""
+    from translators.unsupervised import FINAL_EPS_BY_ROWS, final_temperature
+
+    (n0, e0), (n1, e1) = FINAL_EPS_BY_ROWS
+    assert final_temperature(300) == pytest.approx(e0) and final_temperature(n0) == pytest.approx(e0)
+    assert final_temperature(n1) == pytest.approx(e1) and final_temperature(12_000) == pytest.approx(e1)
+    middle = int(round(np.sqrt(n0 * n1)))
+    assert final_temperature(middle) == pytest.approx(np.sqrt(e0 * e1), rel=1e-3)
+    sizes = np.linspace(n0, n1, 9).astype(int)
+    temps = [final_temperature(int(n)) for n in sizes]
+    assert all(a > b for a, b in zip(temps, temps[1:]))
+
+
+def test_auto_records_the_final_temperature_it_used():
+    """The final stage's temperature follows the sample size unless given; the config says which it used."""
+    from translators.unsupervised import fit_auto, final_temperature
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((600, 12)).astype(np.float32)
+    rot = np.linalg.qr(rng.standard_normal((12, 12)))[0].astype(np.float32)
+    y = x[rng.permutation(600)] @ rot
+    fast = dict(restarts=0, profile_sample=0, iterations=2, final_iterations=4, eval_sample=200, clusters=8)
+    t = fit_auto(x, y, seed=0, **fast)
+    assert t.config["stages"]["final_eps"] == [pytest.approx(final_temperature(600))]
+    t = fit_auto(x, y, seed=0, final_eps=0.07, **fast)
+    assert t.config["stages"]["final_eps"] == [pytest.approx(0.07)]

@@ -100,7 +100,8 @@ def similarity_profiles(z: np.ndarray, quantiles: int = 64) -> np.ndarray:
     return unit(out)
 
 
-def ot_barycentres(z: np.ndarray, y: np.ndarray, eps: float, iterations: int = 100, device: str = "cpu") -> np.ndarray:
+def ot_barycentres(z: np.ndarray, y: np.ndarray, eps: float, iterations: int = 100, device: str = "cpu",
+                   tol: float | None = None, warm: dict | None = None) -> np.ndarray:
     """Each z row's barycentre of y under the entropic optimal-transport plan (uniform marginals, cost 1 - cos).
 
     Unlike nearest neighbours, a balanced transport plan must use every target row once in total, so a map
@@ -108,6 +109,9 @@ def ot_barycentres(z: np.ndarray, y: np.ndarray, eps: float, iterations: int = 1
     Wasserstein-Procrustes (Grave et al. 2019; Alvarez-Melis & Jaakkola 2018) leave a weak start's basin.
     Returns n * (P @ y): row i is sum_j P_ij y_j / sum_j P_ij. Torch (all cores, or `device`) for the n x m
     kernel.
+    tol: stop Sinkhorn once every row's mass is within this relative error of 1/n (the columns are exact after
+    each step); None runs all `iterations`. warm: a dict carried between calls on the same y and eps: the
+    column scaling of the last plan starts the next one (consecutive refinement rounds move the map little).
     """
     import torch
 
@@ -116,9 +120,16 @@ def ot_barycentres(z: np.ndarray, y: np.ndarray, eps: float, iterations: int = 1
     n, m = len(zt), len(yt)
     # exp((cos - 1) / eps) stays in float32 range for eps >= 0.01 (no log domain needed)
     kernel = torch.exp((zt @ yt.T - 1.0) / float(eps))
-    u, v = torch.ones(n, device=device), torch.ones(m, device=device)
+    u, v = None, torch.ones(m, device=device)
+    if warm is not None and warm.get("eps") == float(eps) and warm.get("v") is not None and len(warm["v"]) == m:
+        v = warm["v"].to(device)
     for _ in range(iterations):
-        u = (1.0 / n) / (kernel @ v).clamp_min(1e-30)
+        kv = kernel @ v
+        if tol is not None and u is not None and float((u * kv * n - 1.0).abs().max()) < tol:
+            break
+        u = (1.0 / n) / kv.clamp_min(1e-30)
         v = (1.0 / m) / (kernel.T @ u).clamp_min(1e-30)
+    if warm is not None:
+        warm.update(eps=float(eps), v=v)
     bary = u[:, None] * (kernel @ (v[:, None] * yt))
     return (bary * n).cpu().numpy()

@@ -14,9 +14,9 @@
    results/ot_refinement.txt). It does not rescue a start with top-1 ~0, and its own optimum lies below the
    supervised map (see that file).
 4. Restarts are ranked by the mean cosine of mutual-NN pairs on a held-out unpaired sample (never labels);
-   the best is refined again at the final temperature on up to 12,000 rows per side drawn from ALL rows (the
-   held-out ones too: the choice is made, and OT's bias shrinks with sample size, see
-   benchmarks/results/ot_refinement.txt), until the OT objective levels off (at most 48 rounds). A fixed 12
+   the best is refined again at the final temperature (lower for larger samples: final_temperature) on up to
+   12,000 rows per side drawn from ALL rows (the held-out ones too: the choice is made, and OT's bias shrinks
+   with sample size, see benchmarks/results/ot_refinement.txt), until the OT objective levels off (at most 48 rounds). A fixed 12
    rounds stopped short of the optimum: 2 of 5 mpnet->minilm seeds ended at top-1 0.62-0.65 instead of 0.97.
    The criterion reported after it has seen those rows.
 5. Optional (off by default) ridge on confident pseudo-pairs (`ridge="auto"` keeps it when it raises the
@@ -43,8 +43,8 @@ DEFAULTS = {
     "sample": 6000,          # vectors per side used while refining each restart
     "refinement": "ot",      # 'ot' (Wasserstein-Procrustes) | 'csls' (mutual-NN Procrustes rounds)
     "ot_eps": [0.1, 0.05],   # transport temperature, annealed geometrically from the first to the second
-    "final_eps": [0.05],     # temperatures of the final stage, each run until the OT objective levels off;
-                             # 0.03 gained on l3<->minilm (0.880 -> 0.903) but lost on mpnet->minilm (0.980 -> 0.975)
+    "final_eps": "auto",     # temperatures of the final stage, each run until the OT objective levels off:
+                             # a list, or "auto": final_temperature(rows per side in that stage)
     "iterations": 10,        # refinement rounds per restart
     "final_sample": 12000,   # vectors per side (from all rows) for the last refinement of the chosen start
     "final_iterations": 48,  # at most this many rounds at the final temperature; they stop when the OT
@@ -59,6 +59,26 @@ DEFAULTS = {
     "identity_start": True,  # also start from the identity when both dimensions are equal
     "refine": False,         # non-linear refinement (translators.refine): 'auto' (kept if it helps) | True | False
 }
+# The final stage's best transport temperature falls as its sample grows (more rows per side: a sharper plan
+# stays well-averaged, and is less biased). Measured (benchmarks/results/fidelity.txt, S4): with ~5,900 rows
+# per side 0.05 beat 0.03 on mpnet->minilm (0.974 vs 0.964), minilm->mpnet (0.983 vs 0.978) and l3->minilm
+# (0.784 vs 0.768); with ~10,900, 0.03 beat 0.05 on l3->minilm (0.903 vs 0.880) and minilm->l3 (0.900 vs 0.874).
+# Geometric interpolation between, constant outside.
+FINAL_EPS_BY_ROWS = ((6000, 0.05), (10000, 0.03))
+
+
+def final_temperature(rows: int) -> float:
+    """The final stage's transport temperature for `rows` vectors per side (FINAL_EPS_BY_ROWS)."""
+    (n0, e0), (n1, e1) = FINAL_EPS_BY_ROWS
+    t = float(np.clip((np.log(max(rows, 1)) - np.log(n0)) / (np.log(n1) - np.log(n0)), 0.0, 1.0))
+    return float(np.exp(np.log(e0) + t * (np.log(e1) - np.log(e0))))
+
+
+# Sinkhorn stops once every row's transport mass is within 0.1% of its share (100 fixed iterations before; at
+# eps 0.05 on 10.9k rows per side that tolerance took 30, at 0.03 about 100). Each round starts from the last
+# plan's column scaling.
+SINKHORN_TOL = 1e-3
+CSLS_FINAL_ROUNDS = 12  # final mutual-NN rounds of refinement='csls' (its count before the OT stage got a cap of 48)
 
 
 def _take(rng, arr, n):
@@ -83,7 +103,7 @@ def _refine_linear(w, xs, ys, pairs_f, iterations, pair_weight):
     return w
 
 
-def _refine_ot(w, xs, ys, pairs_f, eps_list, pair_weight, momentum=0.0, device="cpu", stop_gain=None):
+def _refine_ot(w, xs, ys, pairs_f, eps_list, pair_weight, momentum=0.0, device="cpu", stop_gain=None, warm=None):
     """Wasserstein-Procrustes rounds: Procrustes of each source row onto its OT barycentre, one per eps.
 
     Over-relaxation: from a start partly in the basin the rounds climb slowly but steadily in one direction
@@ -95,17 +115,17 @@ def _refine_ot(w, xs, ys, pairs_f, eps_list, pair_weight, momentum=0.0, device="
     (mpnet->minilm: objective 0.310 -> 0.312 -> 0.312 at rounds 28/32/36 as top-1 went 0.980/0.980/0.980),
     unlike the held-out mutual-NN criterion, which stalled at 0.22 while top-1 climbed from 0.88 to 0.93.
     """
-    best = -np.inf
+    best, warm = -np.inf, {} if warm is None else warm
     for r, eps in enumerate(eps_list):
         z = unit(xs @ w)
-        bary = ot_barycentres(z, ys, eps, device=device)
+        bary = ot_barycentres(z, ys, eps, device=device, tol=SINKHORN_TOL, warm=warm)
         w_new = _weighted_procrustes(xs, bary, np.ones(len(xs), np.float32), pairs_f, pair_weight)
         settle = r >= len(eps_list) - 2
         w = polar(w_new + momentum * (w_new - w)) if momentum and not settle else w_new
         if stop_gain is not None and not settle and (r + 1) % 4 == 0:
             objective = float(np.mean(np.sum(z * bary, axis=1)))
             if objective < best + stop_gain:
-                return _refine_ot(w, xs, ys, pairs_f, eps_list[-2:], pair_weight, 0.0, device)
+                return _refine_ot(w, xs, ys, pairs_f, eps_list[-2:], pair_weight, 0.0, device, warm=warm)
             best = objective
     return w
 
@@ -158,15 +178,18 @@ def _gw_init(xs, ys, rng, clusters, eps, pairs_f, pair_weight):
 
 
 def _refiner(opt, pairs_f, dev):
-    """refine(w, xs, ys, final=False): the rounds each start gets, or the final stage's."""
+    """refine(w, xs, ys, final_eps=None): the rounds each start gets, or (given final_eps, a list of
+    temperatures) the final stage's."""
     eps_hi, eps_lo = (float(e) for e in opt["ot_eps"])
 
-    def refine(w, xs, ys, final=False):
+    def refine(w, xs, ys, final_eps=None):
+        final = final_eps is not None
         if opt["refinement"] == "csls":
-            n_iter = opt["final_iterations"] if final else opt["iterations"]
+            # final_iterations caps the OT stage, which stops on its objective; CSLS rounds have no such stop
+            n_iter = min(CSLS_FINAL_ROUNDS, int(opt["final_iterations"])) if final else opt["iterations"]
             return _refine_linear(w, xs, ys, pairs_f, int(n_iter), opt["pair_weight"])
         if final:
-            for eps in opt["final_eps"]:
+            for eps in final_eps:
                 w = _refine_ot(w, xs, ys, pairs_f, [float(eps)] * int(opt["final_iterations"]), opt["pair_weight"],
                                float(opt["momentum"]), dev, stop_gain=1e-3)
             return w
@@ -254,7 +277,11 @@ def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", pro
     agreements = [float(np.mean(np.sum(z_best * unit(x_eval @ candidates[c][1]), axis=1))) for c in order[1:]]
 
     xs, ys = _take(rng, x_all, opt["final_sample"]), _take(rng, y_all, opt["final_sample"])
-    w = refine(w, xs, ys, final=True)
+    final_eps = opt["final_eps"]
+    if final_eps == "auto":
+        final_eps = [final_temperature(min(len(xs), len(ys)))]
+    final_eps = [float(e) for e in np.atleast_1d(final_eps)]
+    w = refine(w, xs, ys, final_eps=final_eps)
     score = _criterion(w, x_eval, y_eval)
     say(f"chosen {origin}, after final refinement: criterion {score:.4f}")
     stage = "procrustes"
@@ -269,7 +296,7 @@ def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", pro
         "restart_criteria": [round(c[0], 5) for c in candidates],
     })
     cfg = {"method": "auto", "seed": int(seed), **output_config(t_stats),
-           "stages": {"init": origin, "final": stage},
+           "stages": {"init": origin, "final": stage, "final_eps": final_eps},
            "options": {k: opt[k] for k in sorted(DEFAULTS)},
            "training_data": {"source_rows": int(len(source)), "target_rows": int(len(target)),
                              "pairs": 0 if pairs is None else int(len(pairs[0]))}}
