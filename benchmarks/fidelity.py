@@ -41,7 +41,7 @@ HEALTH_KEYS = ["mnn_share", "mnn_mean_cosine", "nn_mean_cosine", "neighbour_cons
 SUPERVISED_PAIRS = 10_000
 
 
-def halves(src: str, tgt: str, resplit: int | None):
+def halves(src: str, tgt: str, resplit: int | None, rows: int | None = None):
     sp = shared_data.split()
     models = shared_data.info()["models"]
     covered = min(models[src]["rows"], models[tgt]["rows"])
@@ -50,7 +50,11 @@ def halves(src: str, tgt: str, resplit: int | None):
         both = np.concatenate([a, b])
         both = both[np.random.default_rng(resplit).permutation(len(both))]
         a, b = both[: len(both) // 2], both[len(both) // 2:]
-    return a[a < covered], b[b < covered], sp["test"]
+    a, b = a[a < covered], b[b < covered]
+    if rows:  # a seeded subsample of each half (how results depend on sample size)
+        rng = np.random.default_rng(7)
+        a, b = np.sort(rng.permutation(a)[:rows]), np.sort(rng.permutation(b)[:rows])
+    return a, b, sp["test"]
 
 
 def run_one(job: dict) -> dict:
@@ -58,7 +62,7 @@ def run_one(job: dict) -> dict:
     from translators.health import health_metrics
 
     src, tgt, method, seed = job["src"], job["tgt"], job["method"], job["seed"]
-    a, b, test = halves(src, tgt, job.get("resplit"))
+    a, b, test = halves(src, tgt, job.get("resplit"), job.get("rows"))
     x, y = shared_data.embeddings(src, a), shared_data.embeddings(tgt, b)
     pairs, n_pairs = None, 0
     if method.split("+")[0] in ("procrustes", "ridge") or "+k" in method:
@@ -110,6 +114,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5, help="seeds for 'auto' (other methods use seed 0)")
     ap.add_argument("--resplit", type=int, default=1, help="also run 'auto' on this seed's re-split (-1: skip)")
     ap.add_argument("--options", default="", help="JSON options passed to auto/vec2vec, e.g. '{\"restarts\": 4}'")
+    ap.add_argument("--rows", type=int, default=0, help="use a seeded subsample of this many rows of each half")
     ap.add_argument("--json", help="write every run's figures here (rewritten after each run)")
     ap.add_argument("--device", default="cpu", help="device for auto / vec2vec (cpu, cuda); others run on CPU")
     ap.add_argument("--workers", type=int, default=1,
@@ -129,10 +134,11 @@ def main(argv=None):
         for method in methods:
             seeds = range(args.seeds) if method == "auto" else [0]
             jobs += [{"src": src, "tgt": tgt, "method": method, "seed": s, "split": "A|B", "options": args.options,
-                      "device": args.device} for s in seeds]
+                      "device": args.device, "rows": args.rows} for s in seeds]
         if "auto" in methods and args.resplit >= 0:
             jobs.append({"src": src, "tgt": tgt, "method": "auto", "seed": 0, "resplit": args.resplit,
-                         "split": f"resplit{args.resplit}", "options": args.options, "device": args.device})
+                         "split": f"resplit{args.resplit}", "options": args.options, "device": args.device,
+                         "rows": args.rows})
     ctx = mp.get_context("fork")  # the parent never touches CUDA, so forked children may use it
     results = []
     # maxtasksperchild=1: a fresh child per run, so wall time and peak RSS are its own

@@ -60,11 +60,11 @@ def test_plan_finds_pairs_by_id_and_train_then_apply_accept_the_plan(stores, tmp
                  "--out", str(plan_path), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["train"]["pairs_from"] == "ids" and plan["train"]["pairs"] == 1500
-    assert plan["train"]["method"] == "ridge"  # plenty of pairs: supervised
+    assert plan["train"]["method"] == "auto"  # 1,500 pairs: anchors for auto (ridge from SUPERVISED_PAIRS on)
 
     assert main(["train", "--plan", str(plan_path), "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
-    assert trained["method"] == "ridge" and trained["pairs"] == 1500 and trained["pairs_from"] == "ids in both stores"
+    assert trained["method"] == "auto" and trained["pairs"] == 1500 and trained["pairs_from"] == "ids in both stores"
     cfg = json.loads((tmp_path / "translator" / "config.json").read_text())
     assert cfg["workflow"]["source_uri"] == plan["source"]["uri"] and cfg["workflow"]["source_sample"] == 1500
 
@@ -83,6 +83,14 @@ def test_plan_finds_pairs_by_id_and_train_then_apply_accept_the_plan(stores, tmp
     assert sorted(ids) == [int(r) for r in rows_of("A", 0, 1500)]
 
 
+def test_method_choice_follows_the_number_of_known_pairs():
+    from v2v_migrate.training import SUPERVISED_PAIRS, choose_method
+
+    assert choose_method(0)[0] == "auto" and "--pairs" in choose_method(0)[1]
+    assert choose_method(SUPERVISED_PAIRS - 1)[0] == "auto"
+    assert choose_method(SUPERVISED_PAIRS) == ("ridge", f"{SUPERVISED_PAIRS} known pairs: a supervised linear map is the most faithful.")
+
+
 def test_train_with_a_pairs_file(stores, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -93,7 +101,7 @@ def test_train_with_a_pairs_file(stores, tmp_path):
     xp, yp = read_pairs_file(tmp_path / "pairs.parquet")
     assert xp.shape == (1200, 384) and np.allclose(yp, y)
     out = train_translator(stores["source"], stores["target"], tmp_path / "tr", pairs_path=tmp_path / "pairs.parquet")
-    assert out["pairs"] == 1200 and out["pairs_from"] == "file pairs.parquet" and out["method"] == "ridge"
+    assert out["pairs"] == 1200 and out["pairs_from"] == "file pairs.parquet" and out["method"] == "auto"
     assert (tmp_path / "tr" / "model.safetensors").exists()
 
 

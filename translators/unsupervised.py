@@ -16,8 +16,8 @@
 4. Restarts are ranked by the mean cosine of mutual-NN pairs on a held-out unpaired sample (never labels);
    the best is refined again at the final temperature (lower for larger samples: final_temperature) on up to
    12,000 rows per side drawn from ALL rows (the held-out ones too: the choice is made, and OT's bias shrinks
-   with sample size, see benchmarks/results/ot_refinement.txt), until the OT objective levels off (at most 48 rounds). A fixed 12
-   rounds stopped short of the optimum: 2 of 5 mpnet->minilm seeds ended at top-1 0.62-0.65 instead of 0.97.
+   with sample size, see benchmarks/results/ot_refinement.txt), until the OT objective levels off (at most 48
+   rounds). A fixed 12 rounds stopped short of the optimum: 2 of 5 mpnet->minilm seeds ended at top-1 0.62-0.65 instead of 0.97.
    The criterion reported after it has seen those rows.
 5. Optional (off by default) ridge on confident pseudo-pairs (`ridge="auto"` keeps it when it raises the
    held-out criterion: on minilm->mpnet it did, while true top-1 fell 0.96 -> 0.75, so it is not trusted) and
@@ -60,10 +60,11 @@ DEFAULTS = {
     "refine": False,         # non-linear refinement (translators.refine): 'auto' (kept if it helps) | True | False
 }
 # The final stage's best transport temperature falls as its sample grows (more rows per side: a sharper plan
-# stays well-averaged, and is less biased). Measured (benchmarks/results/fidelity.txt, S4): with ~5,900 rows
-# per side 0.05 beat 0.03 on mpnet->minilm (0.974 vs 0.964), minilm->mpnet (0.983 vs 0.978) and l3->minilm
-# (0.784 vs 0.768); with ~10,900, 0.03 beat 0.05 on l3->minilm (0.903 vs 0.880) and minilm->l3 (0.900 vs 0.874).
-# Geometric interpolation between, constant outside.
+# stays well-averaged, and is less biased). Top-1 measured (benchmarks/results/fidelity.txt S4, and
+# gpu_fidelity_l3_minilm.txt): with ~5,900 rows per side 0.05 beat 0.03 on mpnet->minilm (0.974 vs 0.964),
+# minilm->mpnet (0.983 vs 0.978) and l3->minilm subsampled (0.784 vs 0.768); with 8,400 l3->minilm rows 0.04 /
+# 0.03 / 0.05 gave 0.865 / 0.863 / 0.849; with ~10,900, 0.03 beat 0.05 on l3->minilm (0.903 vs 0.880) and
+# minilm->l3 (0.900 vs 0.874). Geometric interpolation between, constant outside.
 FINAL_EPS_BY_ROWS = ((6000, 0.05), (10000, 0.03))
 
 
