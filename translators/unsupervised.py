@@ -61,10 +61,10 @@ DEFAULTS = {
 }
 # The final stage's best transport temperature falls as its sample grows (more rows per side: a sharper plan
 # stays well-averaged, and is less biased). Top-1 measured (benchmarks/results/fidelity.txt S4, and
-# gpu_fidelity_l3_minilm.txt): with ~5,900 rows per side 0.05 beat 0.03 on mpnet->minilm (0.974 vs 0.964),
-# minilm->mpnet (0.983 vs 0.978) and l3->minilm subsampled (0.784 vs 0.768); with 8,400 l3->minilm rows 0.04 /
+# gpu_fidelity_l3_minilm.txt): with ~5,900 rows per side 0.05 beat 0.03 on mpnet->minilm (0.974 vs 0.965),
+# minilm->mpnet (0.983 vs 0.978) and l3->minilm subsampled (0.784 vs 0.767); with 8,400 l3->minilm rows 0.04 /
 # 0.03 / 0.05 gave 0.865 / 0.863 / 0.849; with ~10,900, 0.03 beat 0.05 on l3->minilm (0.903 vs 0.880) and
-# minilm->l3 (0.900 vs 0.874). Geometric interpolation between, constant outside.
+# minilm->l3 (0.898 vs 0.874). Geometric interpolation between, constant outside.
 FINAL_EPS_BY_ROWS = ((6000, 0.05), (10000, 0.03))
 
 
