@@ -8,8 +8,8 @@ Models covering only a prefix of the rows (mpnet < 20,000, l3 < 30,000) restrict
     .venv/bin/python benchmarks/fidelity.py --pairs minilm:e5 --methods auto,procrustes --seeds 1 --json out.json
 
 Methods: auto (default, seeds 0..S-1), auto+kN (auto with N known pairs), procrustes, ridge (10k pairs or
-fewer where coverage is smaller: the `pairs` column says; procrustes+kN / ridge+kN: N pairs), identity (same dim), random, vec2vec (other
-module, when installed). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
+fewer where coverage is smaller: the `pairs` column says), procrustes+kN / ridge+kN (N pairs), identity
+(same dim), random, vec2vec (other module, when installed). `--rows N` subsamples each half (seeded). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
 Every run is a forked child so wall time and peak RSS are its own; `--workers N` runs N at once and
 `--device cuda` puts auto's transport kernels (and vec2vec) on a GPU (see benchmarks/gpu_fidelity.sh).
 Prints ONE markdown table (ret@10: the report's retrieval retention, recall@10 of 1,000 new-model queries
