@@ -21,8 +21,8 @@ DEFAULT_SAMPLE_SIZE = 50_000
 MIN_ID_PAIRS = 32
 # From this many pairs on, supervised ridge beats `auto` anchored by the same pairs. Retrieval retention
 # (recall@10, the report's measure; benchmarks/results/fidelity.txt, S4) on mpnet->minilm / l3->minilm /
-# minilm->e5: with 3,000 pairs ridge 0.494 / 0.348 / 0.246 against auto 0.482 / 0.336 / 0.235; with 1,000 pairs
-# auto 0.455 / 0.321 / 0.220 against ridge 0.436 / 0.288 / 0.195 (Procrustes 0.449 / 0.309 / 0.210). The
+# minilm->e5 (S4-7): with 3,000 pairs ridge 0.494 / 0.348 / 0.246 against auto 0.482 / 0.336 / 0.235; with 1,000 pairs
+# auto 0.461 / 0.326 / 0.214 against ridge 0.436 / 0.288 / 0.195 (Procrustes 0.449 / 0.309 / 0.210). The
 # crossover between 1,000 and 3,000 was not pinned down.
 SUPERVISED_PAIRS = 3_000
 
