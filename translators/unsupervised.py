@@ -5,7 +5,7 @@
    stochastic dictionary induction (VecMap); (b) one per GW restart: spherical k-means on each side; an entropic Gromov-Wasserstein coupling of
    the two weighted centroid-similarity matrices (a soft, annealed relative of the QAP matching of
    mini-vec2vec, arXiv 2510.02348) gives each source centroid a target barycentre; weighted Procrustes on
-   those anchors. Known pairs join as anchors with a high weight, and also give a restart of their own.
+   those anchors. Known pairs join as anchors (each weighs `pair_weight` rows), and give a restart of their own.
 3. Refinement: Wasserstein-Procrustes. Translate, couple the two samples by entropic optimal transport
    (uniform marginals, eps annealed), Procrustes of each source row onto its transport barycentre
    (+ known pairs), repeat; each round over-relaxed (momentum 1, see _refine_ot). The balanced plan is a
@@ -17,8 +17,8 @@
    the best is refined again at the final temperature (lower for larger samples: final_temperature) on up to
    12,000 rows per side drawn from ALL rows (the held-out ones too: the choice is made, and OT's bias shrinks
    with sample size, see benchmarks/results/ot_refinement.txt), until the OT objective levels off (at most 48
-   rounds). A fixed 12 rounds stopped short of the optimum: 2 of 5 mpnet->minilm seeds ended at top-1 0.62-0.65 instead of 0.97.
-   The criterion reported after it has seen those rows.
+   rounds). A fixed 12 rounds stopped short of the optimum: 2 of 5 mpnet->minilm seeds ended at top-1
+   0.62-0.65 instead of 0.97. The criterion reported after it has seen those rows.
 5. Optional (off by default) ridge on confident pseudo-pairs (`ridge="auto"` keeps it when it raises the
    held-out criterion: on minilm->mpnet it did, while true top-1 fell 0.96 -> 0.75, so it is not trusted) and
    non-linear refinement (translators.refine, kept likewise when asked for).

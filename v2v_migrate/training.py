@@ -20,10 +20,10 @@ DEFAULT_SAMPLE_SIZE = 50_000
 # Fewer id-overlap pairs than this are noise, not supervision: they are ignored.
 MIN_ID_PAIRS = 32
 # From this many pairs on, supervised ridge beats `auto` anchored by the same pairs. Retrieval retention
-# (recall@10, the report's measure; benchmarks/results/fidelity.txt, S4) on mpnet->minilm / l3->minilm /
-# minilm->e5 (S4-7): with 3,000 pairs ridge 0.494 / 0.348 / 0.246 against auto 0.482 / 0.336 / 0.235; with 1,000 pairs
-# auto 0.461 / 0.326 / 0.214 against ridge 0.436 / 0.288 / 0.195 (Procrustes 0.449 / 0.309 / 0.210). The
-# crossover between 1,000 and 3,000 was not pinned down.
+# (recall@10, the report's measure; benchmarks/results/fidelity.txt, S4-2 and S4-7) on mpnet->minilm /
+# l3->minilm / minilm->e5: with 3,000 pairs ridge 0.494 / 0.348 / 0.246 against auto 0.482 / 0.336 / 0.235;
+# with 1,000 pairs auto 0.461 / 0.326 / 0.214 against ridge 0.436 / 0.288 / 0.195 (Procrustes 0.449 / 0.309 /
+# 0.210). The crossover between 1,000 and 3,000 was not pinned down.
 SUPERVISED_PAIRS = 3_000
 
 
