@@ -7,14 +7,17 @@ Models covering only a prefix of the rows (mpnet < 20,000, l3 < 30,000) restrict
     .venv/bin/python benchmarks/fidelity.py                      # everything (long on 2 shared cores)
     .venv/bin/python benchmarks/fidelity.py --pairs minilm:e5 --methods auto,procrustes --seeds 1 --json out.json
 
-Methods: auto (default, seeds 0..S-1), auto+kN (auto with N known pairs), procrustes, ridge (10k pairs or
-fewer where coverage is smaller: the `pairs` column says), procrustes+kN / ridge+kN (N pairs), identity
-(same dim), random, vec2vec (other module, when installed). `--rows N` subsamples each half (seeded). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
+Methods: auto (default, seeds F..F+S-1 with --first-seed F --seeds S), auto+kN (auto with N known pairs),
+procrustes, ridge (10k pairs or fewer where coverage is smaller: the `pairs` column says), procrustes+kN /
+ridge+kN (N pairs), identity (same dim), random, vec2vec (other module, when installed). `--rows N` subsamples
+each half (seeded). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
 Every run is a forked child so wall time and peak RSS are its own; `--workers N` runs N at once and
 `--device cuda` puts auto's transport kernels (and vec2vec) on a GPU (see benchmarks/gpu_fidelity.sh).
-Prints ONE markdown table (ret@10: the report's retrieval retention, recall@10 of 1,000 new-model queries
-over the translated held-out rows against the true ones), then the
-Spearman correlation of each label-free health figure with the true top-1 over all runs, and the load.
+Prints one markdown table of every run (ret@10: the report's retrieval retention, recall@10 of 1,000
+new-model queries over the translated held-out rows against the true ones); then, for each pair with both
+'auto' and 'procrustes' runs, the issue's goals judged on the worst auto run; then the Spearman correlation
+of each label-free health figure with the true top-1 over all runs, and the load.
+`--from-json a.json,b.json` prints those tables for runs saved by `--json`, without running anything.
 """
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ DEFAULT_METHODS = ["auto", "auto+k10", "auto+k100", "auto+k1000", "procrustes", 
                    "vec2vec"]
 HEALTH_KEYS = ["mnn_share", "mnn_mean_cosine", "nn_mean_cosine", "neighbour_consistency"]
 SUPERVISED_PAIRS = 10_000
+# issue 3's goals for the default method against supervised Procrustes (see goals_table)
+GOALS = {"top1_share": 0.98, "cos_gap": 0.02, "seed_spread": 0.01, "wall_s": 300}
 
 
 def halves(src: str, tgt: str, resplit: int | None, rows: int | None = None):
@@ -112,11 +117,13 @@ def main(argv=None):
     ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="src:tgt,... ordered model pairs")
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     ap.add_argument("--seeds", type=int, default=5, help="seeds for 'auto' (other methods use seed 0)")
+    ap.add_argument("--first-seed", type=int, default=0, help="auto's seeds are first-seed .. first-seed+seeds-1")
     ap.add_argument("--resplit", type=int, default=1, help="also run 'auto' on this seed's re-split (-1: skip)")
     ap.add_argument("--options", default="", help="JSON options passed to auto/vec2vec, e.g. '{\"restarts\": 4}'")
     ap.add_argument("--rows", type=int, default=0, help="use a seeded subsample of this many rows of each half")
     ap.add_argument("--json", help="write every run's figures here (rewritten after each run)")
     ap.add_argument("--device", default="cpu", help="device for auto / vec2vec (cpu, cuda); others run on CPU")
+    ap.add_argument("--from-json", help="print the tables of runs saved by --json (FILE[,FILE...]) instead of running")
     ap.add_argument("--workers", type=int, default=1,
                     help="runs at once (each a fresh child; set OMP_NUM_THREADS to share the cores)")
     args = ap.parse_args(argv)
@@ -132,13 +139,18 @@ def main(argv=None):
     for pair in args.pairs.split(","):
         src, tgt = pair.split(":")
         for method in methods:
-            seeds = range(args.seeds) if method == "auto" else [0]
+            seeds = range(args.first_seed, args.first_seed + args.seeds) if method == "auto" else [0]
             jobs += [{"src": src, "tgt": tgt, "method": method, "seed": s, "split": "A|B", "options": args.options,
                       "device": args.device, "rows": args.rows} for s in seeds]
         if "auto" in methods and args.resplit >= 0:
             jobs.append({"src": src, "tgt": tgt, "method": "auto", "seed": 0, "resplit": args.resplit,
                          "split": f"resplit{args.resplit}", "options": args.options, "device": args.device,
                          "rows": args.rows})
+    results = run_jobs(jobs, args) if not args.from_json else load_results(args.from_json)
+    print_tables(results)
+
+
+def run_jobs(jobs: list[dict], args) -> list[dict]:
     ctx = mp.get_context("fork")  # the parent never touches CUDA, so forked children may use it
     results = []
     # maxtasksperchild=1: a fresh child per run, so wall time and peak RSS are its own
@@ -152,7 +164,22 @@ def main(argv=None):
                   file=sys.stderr, flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=2, default=float))
-    results.sort(key=lambda r: (r["src"], r["tgt"], r["method"], r["split"], r["seed"]))  # finish order varies
+    return results
+
+
+def load_results(paths: str) -> list[dict]:
+    """Runs saved by --json (several files: comma-separated), to print their tables again together. A run
+    found in several files (same pair, method, split, seed, options, rows) counts once: the last file's."""
+    runs = {}
+    for path in paths.split(","):
+        for r in json.loads(Path(path).read_text()):
+            key = (r["src"], r["tgt"], r["method"], r["split"], r["seed"], r.get("options") or "", r.get("rows") or 0)
+            runs[key] = r
+    return list(runs.values())
+
+
+def print_tables(results: list[dict]) -> None:
+    results = sorted(results, key=lambda r: (r["src"], r["tgt"], r["method"], r["split"], r["seed"]))
     print("| source → target | method | split | seed | pairs | A rows / B rows | mean cos | top-1 | mean rank "
           "| ret@10 | wall s | peak RSS MB | mnn share | mnn cos | nbr consist. |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -162,11 +189,50 @@ def main(argv=None):
               f"{r['mean_rank']:.1f} | {r.get('retention10', float('nan')):.3f} | {r['wall_s']:.1f} | "
               f"{r['peak_rss_mb']:.0f} | {r['h_mnn_share']:.3f} | "
               f"{r['h_mnn_mean_cosine']:.3f} | {r['h_neighbour_consistency']:.3f} |")
+    for line in goals_table(results):
+        print(line)
     top = [r["top1"] for r in results]
     print("\nSpearman(health, true top-1) over %d runs: " % len(results)
           + ", ".join(f"{k} {spearman([r['h_' + k] for r in results], top):+.2f}" for k in HEALTH_KEYS))
     print(f"load average (1, 5, 15 min) at end: {os.getloadavg()}; cores: {os.cpu_count()}")
 
+
+def goals_table(results: list[dict]) -> list[str]:
+    """Issue 3's goals for the default method, per ordered pair that has both 'auto' runs (no pairs; every
+    seed and split) and a supervised 'procrustes' run. Each goal is judged on the WORST auto run: a migration
+    tool has to meet it every time, not on average."""
+    def mark(ok):
+        return "yes" if ok else "**no**"
+
+    lines = []
+    auto_runs = [r for r in results if r["method"] == "auto"]
+    for src, tgt, options in sorted({(r["src"], r["tgt"], r.get("options") or "") for r in auto_runs}):
+        runs = [r for r in auto_runs if (r["src"], r["tgt"], r.get("options") or "") == (src, tgt, options)]
+        sup = [r for r in results if (r["src"], r["tgt"], r["method"]) == (src, tgt, "procrustes")]
+        if not runs or not sup:
+            continue
+        top1 = np.array([r["top1"] for r in runs])
+        cos = np.array([r["mean_cosine"] for r in runs])
+        wall = max(r["wall_s"] for r in runs)
+        p_top1, p_cos = sup[0]["top1"], sup[0]["mean_cosine"]
+        share, gap = top1.min() / p_top1, p_cos - cos.min()
+        spread = float(np.abs(top1 - top1.mean()).max())
+        failed = int(np.sum(top1 < 0.5 * p_top1))
+        spread_cell = (f"±{spread:.4f} {mark(spread <= GOALS['seed_spread'] + 1e-9)}"
+                       if len(runs) > 1 else "– (one run)")
+        lines.append(f"| {src} → {tgt} | {options or '–'} | {len(runs)} | {top1.min():.4f}–{top1.max():.4f} | "
+                     f"{p_top1:.4f} | {share:.1%} {mark(share >= GOALS['top1_share'])} | {cos.min():.4f} | "
+                     f"{p_cos:.4f} | {gap:+.4f} {mark(gap <= GOALS['cos_gap'] + 1e-9)} | {spread_cell} | "
+                     f"{failed} {mark(failed == 0)} | {wall:.0f} {mark(wall <= GOALS['wall_s'])} |")
+    if not lines:
+        return []
+    head = ["", "Goals (issue 3): method 'auto' without pairs (per options set) against Procrustes on 10k true "
+            "pairs; worst run per pair. A failed run: top-1 below half of Procrustes's.",
+            "| source → target | options | auto runs | auto top-1 (min–max) | Procrustes top-1 | "
+            "worst share ≥ 98% | worst auto cos | Procrustes cos | cos gap ≤ 0.02 | seed spread ≤ ±0.01 | "
+            "failed runs | max wall s ≤ 300 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    return head + lines
 
 if __name__ == "__main__":
     main()
