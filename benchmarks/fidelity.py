@@ -127,6 +127,9 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=1,
                     help="runs at once (each a fresh child; set OMP_NUM_THREADS to share the cores)")
     args = ap.parse_args(argv)
+    if args.from_json:  # nothing runs: no data needed, and the load now says nothing about those runs
+        print_tables(load_results(args.from_json), load=False)
+        return
     if shared_data.data_root() is None:
         sys.exit("shared reference data not found: set V2V_SHARED_DATA")
     methods = [m for m in args.methods.split(",") if m]
@@ -146,8 +149,7 @@ def main(argv=None):
             jobs.append({"src": src, "tgt": tgt, "method": "auto", "seed": 0, "resplit": args.resplit,
                          "split": f"resplit{args.resplit}", "options": args.options, "device": args.device,
                          "rows": args.rows})
-    results = run_jobs(jobs, args) if not args.from_json else load_results(args.from_json)
-    print_tables(results)
+    print_tables(run_jobs(jobs, args))
 
 
 def run_jobs(jobs: list[dict], args) -> list[dict]:
@@ -178,7 +180,7 @@ def load_results(paths: str) -> list[dict]:
     return list(runs.values())
 
 
-def print_tables(results: list[dict]) -> None:
+def print_tables(results: list[dict], load: bool = True) -> None:
     results = sorted(results, key=lambda r: (r["src"], r["tgt"], r["method"], r["split"], r["seed"]))
     print("| source → target | method | split | seed | pairs | A rows / B rows | mean cos | top-1 | mean rank "
           "| ret@10 | wall s | peak RSS MB | mnn share | mnn cos | nbr consist. |")
@@ -194,7 +196,8 @@ def print_tables(results: list[dict]) -> None:
     top = [r["top1"] for r in results]
     print("\nSpearman(health, true top-1) over %d runs: " % len(results)
           + ", ".join(f"{k} {spearman([r['h_' + k] for r in results], top):+.2f}" for k in HEALTH_KEYS))
-    print(f"load average (1, 5, 15 min) at end: {os.getloadavg()}; cores: {os.cpu_count()}")
+    if load:
+        print(f"load average (1, 5, 15 min) at end: {os.getloadavg()}; cores: {os.cpu_count()}")
 
 
 def goals_table(results: list[dict]) -> list[str]:
@@ -233,6 +236,7 @@ def goals_table(results: list[dict]) -> list[str]:
             "failed runs | max wall s ≤ 300 |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     return head + lines
+
 
 if __name__ == "__main__":
     main()
