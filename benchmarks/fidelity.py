@@ -207,29 +207,34 @@ def goals_table(results: list[dict]) -> list[str]:
     def mark(ok):
         return "yes" if ok else "**no**"
 
+    groups, supervised = {}, {}  # runs with other options or on a --rows subsample are judged apart
+    for r in results:
+        if r["method"] == "auto":
+            groups.setdefault((r["src"], r["tgt"], r.get("options") or "", r.get("rows") or 0), []).append(r)
+        elif r["method"] == "procrustes":
+            supervised.setdefault((r["src"], r["tgt"], r.get("rows") or 0), r)  # options are auto's only
     lines = []
-    auto_runs = [r for r in results if r["method"] == "auto"]
-    for src, tgt, options in sorted({(r["src"], r["tgt"], r.get("options") or "") for r in auto_runs}):
-        runs = [r for r in auto_runs if (r["src"], r["tgt"], r.get("options") or "") == (src, tgt, options)]
-        sup = [r for r in results if (r["src"], r["tgt"], r["method"]) == (src, tgt, "procrustes")]
-        if not runs or not sup:
+    for (src, tgt, options, rows), runs in sorted(groups.items()):
+        sup = supervised.get((src, tgt, rows))
+        if sup is None:
             continue
         top1 = np.array([r["top1"] for r in runs])
         cos = np.array([r["mean_cosine"] for r in runs])
         wall = max(r["wall_s"] for r in runs)
-        p_top1, p_cos = sup[0]["top1"], sup[0]["mean_cosine"]
+        p_top1, p_cos = sup["top1"], sup["mean_cosine"]
         share, gap = top1.min() / p_top1, p_cos - cos.min()
         spread = float(np.abs(top1 - top1.mean()).max())
         failed = int(np.sum(top1 < 0.5 * p_top1))
         spread_cell = (f"±{spread:.4f} {mark(spread <= GOALS['seed_spread'] + 1e-9)}"
                        if len(runs) > 1 else "– (one run)")
-        lines.append(f"| {src} → {tgt} | {options or '–'} | {len(runs)} | {top1.min():.4f}–{top1.max():.4f} | "
+        label = " ".join(filter(None, [options, f"--rows {rows}" if rows else ""])) or "–"
+        lines.append(f"| {src} → {tgt} | {label} | {len(runs)} | {top1.min():.4f}–{top1.max():.4f} | "
                      f"{p_top1:.4f} | {share:.1%} {mark(share >= GOALS['top1_share'])} | {cos.min():.4f} | "
                      f"{p_cos:.4f} | {gap:+.4f} {mark(gap <= GOALS['cos_gap'] + 1e-9)} | {spread_cell} | "
                      f"{failed} {mark(failed == 0)} | {wall:.0f} {mark(wall <= GOALS['wall_s'])} |")
     if not lines:
         return []
-    head = ["", "Goals (issue 3): method 'auto' without pairs (per options set) against Procrustes on 10k true "
+    head = ["", "Goals (issue 3): method 'auto' without pairs (per options and --rows) against Procrustes on 10k true "
             "pairs; worst run per pair. A failed run: top-1 below half of Procrustes's.",
             "| source → target | options | auto runs | auto top-1 (min–max) | Procrustes top-1 | "
             "worst share ≥ 98% | worst auto cos | Procrustes cos | cos gap ≤ 0.02 | seed spread ≤ ±0.01 | "

@@ -53,3 +53,13 @@ def test_no_goals_without_both_methods(results):
 def test_one_run_has_no_seed_spread():
     cells = _row(fidelity.goals_table([_run("procrustes", 0.9, 0.6), _run("auto", 0.89, 0.59)]), "a → b")
     assert cells[9] == "– (one run)" and cells[5] == "98.9% yes"
+
+
+def test_subsampled_runs_are_judged_against_their_own_procrustes():
+    full = [_run("procrustes", 1.0, 0.7), _run("auto", 0.99, 0.69)]
+    sub = [dict(_run("procrustes", 0.9, 0.6), rows=5900), dict(_run("auto", 0.5, 0.5), rows=5900)]
+    rows = [line for line in fidelity.goals_table(full + sub) if line.startswith("| a → b |")]
+    assert len(rows) == 2
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert cells[0][1] == "–" and cells[0][5] == "99.0% yes"
+    assert cells[1][1] == "--rows 5900" and cells[1][4] == "0.9000" and cells[1][5] == "55.6% **no**"
