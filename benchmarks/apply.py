@@ -48,7 +48,7 @@ MAX_N = {"qdrant": 200_000, "milvus": 200_000}
 def make_vectors(n: int, start: int):
     import numpy as np
 
-    from v2v_migrate import shared_data
+    import shared_data
 
     base_n = shared_data.info()["models"]["minilm"]["rows"]
     idx = (np.arange(start, start + n) % base_n)
@@ -64,7 +64,7 @@ def make_vectors(n: int, start: int):
 def build_source(kind: str, n: int, folder: Path) -> str:
     from connectors import open_store
     from connectors.base import Batch
-    from v2v_migrate import shared_data
+    import shared_data
 
     uri = URIS[kind](folder)
     texts = {r["row"]: r["text"] for r in shared_data.texts()}
@@ -81,7 +81,7 @@ def build_source(kind: str, n: int, folder: Path) -> str:
 
 def build_translator(out: Path) -> Path:
     from translators import fit
-    from v2v_migrate import shared_data
+    import shared_data
 
     rows = shared_data.split()["B"][:4000]
     x, y = shared_data.embeddings("minilm", rows), shared_data.embeddings("e5", rows)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import Batch, open_store
-from v2v_migrate import shared_data
+import shared_data
 
 
 def vectors(n: int) -> np.ndarray:

@@ -47,7 +47,7 @@ MODULES = {"faiss": "faiss_store", "parquet": "parquet_store", "milvus": "milvus
 
 def batches(n: int):
     """(ids, vectors, payloads) batches of the tiled + perturbed shared data, deterministic per batch."""
-    from v2v_migrate import shared_data
+    import shared_data
 
     base = np.load(shared_data.corpus_dir() / "minilm.f16.npy", mmap_mode="r")
     for start in range(0, n, BATCH):

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from v2v_migrate import shared_data  # noqa: E402
+import shared_data  # noqa: E402
 
 DEFAULT_PAIRS = ["minilm:e5", "e5:minilm", "minilm:mpnet", "mpnet:minilm", "e5:mpnet", "mpnet:e5",
                  "l3:minilm", "minilm:l3"]

@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.gpu_data/' .git/info/exclude 2>/dev/null || echo '/.gpu_data/' >> .git/info/exclude
 PY=${PY:-.venv/bin/python}
-PYTHONPATH=. "$PY" - <<'PYEOF'
+PYTHONPATH=.:benchmarks "$PY" - <<'PYEOF'
 from pathlib import Path
 import numpy as np
-from v2v_migrate import shared_data as sd
+import shared_data as sd
 from translators import fit
 
 out = Path(".gpu_data"); (out / "bases").mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from v2v_migrate import shared_data  # noqa: E402
+import shared_data  # noqa: E402
 
 DEST_URIS = {
     "parquet": lambda d: f"parquet:{d}/dest_parquet",

@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 from connectors.base import ORIGINAL_ID_KEY, Batch, Store, check_metric, validate_vectors
-from v2v_migrate.errors import UnknownSchemeError
+from connectors.errors import UnknownSchemeError
 
 # scheme -> (module, class name). Modules are imported on first use.
 _REGISTRY: dict[str, tuple[str, str]] = {

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 
-from v2v_migrate.errors import UsageError
+from connectors.errors import StoreUsageError
 
 JSON_FIELDS_KEY = b"v2v_json_fields"
 RENAMED_KEY = b"v2v_renamed_fields"
@@ -34,7 +34,7 @@ def _json_column(name: str, values: list) -> pa.Array:
     try:
         return pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
     except (TypeError, ValueError) as e:
-        raise UsageError(
+        raise StoreUsageError(
             f"Payload field {name!r} holds a value that cannot be stored ({e}).",
             "keep payload values to str, int, float, bool, None, bytes, lists and dicts of those.",
         ) from None
@@ -66,14 +66,14 @@ def payload_columns(payloads: Iterable[dict | None], n: int, reserved: Iterable[
     """(column name -> array in first-seen key order, columns stored as JSON, renamed column -> field)."""
     rows = [p or {} for p in payloads]
     if len(rows) != n:
-        raise UsageError(f"{len(rows)} payloads for {n} vectors.", "pass one payload dict (or None) per vector.")
+        raise StoreUsageError(f"{len(rows)} payloads for {n} vectors.", "pass one payload dict (or None) per vector.")
     names: dict[str, None] = {}
     for p in rows:
         if not isinstance(p, dict):
-            raise UsageError(f"Payload {p!r} is not a dict.", "pass payloads as dicts of field -> value.")
+            raise StoreUsageError(f"Payload {p!r} is not a dict.", "pass payloads as dicts of field -> value.")
         for k in p:
             if not isinstance(k, str):
-                raise UsageError(f"Payload field name {k!r} is not a string.", "use string field names.")
+                raise StoreUsageError(f"Payload field name {k!r} is not a string.", "use string field names.")
             names.setdefault(k, None)
     reserved = set(reserved)
     columns, json_fields, renamed = {}, [], {}

@@ -1,7 +1,7 @@
 """The store protocol every connector implements, and the checks they share.
 
 A connector is one module with one `Store` subclass. Reading: `count`, `dim`, `metric`, `id_type`,
-`iter_batches`, `sample`, `get`. Writing (when `writable`): `create`, `upsert`, `flush`. Heavy clients
+`iter_batches`, `sample`, `get`. Writing (when `writable`): `create`, `upsert`, `delete`, `flush`. Heavy clients
 (faiss, pymilvus, qdrant_client) are imported inside the connector module, which `open_store` imports
 only when its scheme is used.
 """
@@ -13,10 +13,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from v2v_migrate.errors import (
-    DimensionMismatchError,
-    InvalidVectorsError,
-    UsageError,
+from connectors.errors import (
+    DestinationNotEmptyError, DimensionMismatchError, IdTypeError, InvalidVectorsError, MetricMismatchError,
+    StoreUsageError,
 )
 
 METRICS = ("cosine", "ip", "l2")
@@ -53,7 +52,7 @@ def check_metric(metric: str) -> str:
     aliases = {"cos": "cosine", "inner_product": "ip", "dot": "ip", "euclid": "l2", "euclidean": "l2"}
     m = aliases.get(m, m)
     if m not in METRICS:
-        raise UsageError(f"Unknown metric {metric!r}.", f"use one of {', '.join(METRICS)}.")
+        raise StoreUsageError(f"Unknown metric {metric!r}.", f"use one of {', '.join(METRICS)}.")
     return m
 
 
@@ -185,15 +184,37 @@ class Store:
         return Batch(keep_ids, keep_vecs, keep_pays if has_payloads else None)
 
     # -- writing ---------------------------------------------------------------------------------
+    def check_existing(self, dim: int, metric: str, id_type: str | None = None, exist_ok: bool = True,
+                       what: str | None = None, new: str = "destination") -> None:
+        """For `create()` on a store that exists: refuse it unless exist_ok, and refuse another dimension,
+        metric or (when given) id type. `what` names the store in messages, `new` what to create instead."""
+        what = what or f"{self.scheme} store {self.uri}"
+        if not exist_ok:
+            raise DestinationNotEmptyError(f"{what} already exists.", f"choose a new {new}, or delete the old one.")
+        if self.dim != int(dim):
+            raise DimensionMismatchError(f"{what} holds {self.dim}-d vectors, not {int(dim)}-d.",
+                                         f"write to a new {new} for the new model (a store holds one dimension).")
+        if check_metric(self.metric) != check_metric(metric):
+            raise MetricMismatchError(f"{what} uses metric {self.metric}, not {metric}.",
+                                      f"write to a new {new}, or ask for the store's metric.")
+        if id_type is not None and id_type != self.id_type:
+            raise IdTypeError(f"{what} holds {self.id_type} ids, not {id_type}.",
+                              f"write to a new {new}, or create it with the store's id type.")
+
     def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
-        raise UsageError(f"{self.scheme} stores are read-only here.", "choose a writable destination.")
+        raise StoreUsageError(f"{self.scheme} stores are read-only here.", "choose a writable destination.")
 
     def upsert(self, batch: Batch) -> None:
         """Insert or replace rows by id. Idempotent: writing the same batch twice leaves one copy."""
-        raise UsageError(f"{self.scheme} stores are read-only here.", "choose a writable destination.")
+        raise StoreUsageError(f"{self.scheme} stores are read-only here.", "choose a writable destination.")
+
+    def delete(self, ids: Sequence) -> None:
+        """Remove rows by id; ids the store does not hold are ignored, so deleting twice is harmless.
+        Like upserts, deletions are durable after `flush()`."""
+        raise StoreUsageError(f"{self.scheme} stores are read-only here.", "choose a writable destination.")
 
     def flush(self) -> None:
-        """Make everything upserted so far durable (FAISS writes its file here)."""
+        """Make everything upserted or deleted so far durable (FAISS writes its file here)."""
 
     def close(self) -> None:
         pass
@@ -206,3 +227,34 @@ class Store:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
+
+
+class FileBackedStore(Store):
+    """A store whose writes go through an in-process writer object (FAISS files, Parquet folders): made by
+    `create()`, reopened on the first write to an existing store, made durable by `flush()`."""
+
+    _writer: Any = None
+
+    def _reset(self) -> None:
+        """Forget cached read state (the files changed)."""
+
+    def _open_writer(self, must_exist: bool = True):
+        """The writer, reopening an existing store; None when the store does not exist and not must_exist."""
+        if self._writer is None:
+            if not self.exists():
+                if not must_exist:
+                    return None
+                raise StoreUsageError(f"{self.scheme} store {self.uri} does not exist yet.",
+                                      "call create(dim, metric) before upsert.")
+            self.create(self.dim, self.metric, self.id_type)
+        return self._writer
+
+    def flush(self) -> None:
+        if self._writer is not None and self._writer.dirty:
+            self._writer.flush()
+            self._reset()
+
+    def close(self) -> None:
+        self.flush()
+        self._writer = None
+        self._reset()

@@ -9,7 +9,7 @@ reports). They come from environment variables or from a file the user names wit
 | Qdrant | `QDRANT_API_KEY` | `api_key` (or `QDRANT_API_KEY`) |
 | Milvus | `MILVUS_TOKEN`, or `MILVUS_USER` + `MILVUS_PASSWORD` | `token`, or `user` + `password` (or the env names) |
 
-A file wins over the environment. Secrets are held in `Secret`, whose repr/str is masked, and
+A file wins over the environment. Secrets are held in `connectors.secrets.Secret`, whose repr/str is masked, and
 `redact()` scrubs them from any message we raise (client errors sometimes echo request metadata).
 """
 from __future__ import annotations
@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from v2v_migrate.errors import CredentialsError, UsageError
-
-MASK = "***"
+from connectors.errors import CredentialsError, StoreUsageError
+from connectors.secrets import Secret, is_secret_name, redact as redact_text
 
 # Accepted names per engine, normalised to lower case; a file may use either form.
 _KEYS = {
@@ -37,29 +36,6 @@ _ENV = {
     "qdrant": {"api_key": "QDRANT_API_KEY"},
     "milvus": {"token": "MILVUS_TOKEN", "user": "MILVUS_USER", "password": "MILVUS_PASSWORD"},
 }
-
-
-class Secret:
-    """A string that does not show itself in repr, str, f-strings or tracebacks of containers."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = str(value)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK})"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 @dataclass(frozen=True)
@@ -93,14 +69,13 @@ def parse_server_location(location: str, engine: str) -> ServerAddress:
             "plans and checkpoints.",
             f"remove them from the URI and set {env}, or pass credentials_file=PATH (JSON, TOML or KEY=value).",
         )
-    query_keys = {k.split("=", 1)[0].lower() for k in parts.query.split("&") if k}
-    if query_keys & {"api_key", "apikey", "token", "password", "key"}:
+    if any(is_secret_name(k.split("=", 1)[0]) for k in parts.query.split("&") if k):
         raise CredentialsError(
             f"The {engine} URI carries a secret in its query string.",
             f"remove it and set {' or '.join(_ENV[engine].values())}, or pass credentials_file=PATH.",
         )
     if not parts.hostname:
-        raise UsageError(f"No host in {engine} server URI {location!r}.",
+        raise StoreUsageError(f"No host in {engine} server URI {location!r}.",
                          f"write it as {engine}:https://HOST:PORT#COLLECTION.")
     url = f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
     return ServerAddress(url=url, tls=parts.scheme.lower() == "https")
@@ -201,12 +176,8 @@ def milvus_token(creds: dict[str, Secret]) -> str:
 
 
 def redact(text: str, creds: dict[str, Secret]) -> str:
-    """`text` with every credential value (and a token's user:password parts) replaced by ***."""
-    out = str(text)
-    values = [s.reveal() for s in creds.values() if s]
+    """`text` with every credential value (and a token's user:password form) masked."""
+    values = list(creds.values())
     if "user" in creds and "password" in creds:
         values.append(milvus_token(creds))
-    for v in sorted(values, key=len, reverse=True):
-        if len(v) >= 3:  # masking 1-2 character values would garble ordinary text
-            out = out.replace(v, MASK)
-    return out
+    return redact_text(text, values)

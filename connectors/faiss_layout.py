@@ -18,7 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from v2v_migrate.errors import LossyIndexError, StoreNotFoundError, UnreadableStoreError
+from connectors.errors import LossyIndexError, StoreNotFoundError, UnreadableStoreError
 
 METRIC_NAMES = {faiss.METRIC_L2: "l2", faiss.METRIC_INNER_PRODUCT: "ip"}
 # IO_FLAG_MMAP_IFC maps the flat code arrays (IndexFlat, HNSW storage, IVF array lists) straight from the

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.arrow_payloads import PayloadDecoder
-from v2v_migrate.errors import UnreadableStoreError
+from connectors.errors import UnreadableStoreError
 
 META_FORMAT = "v2v-faiss"
 ROW_GROUP_ROWS = 16_384

@@ -20,10 +20,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from connectors import split_uri
-from connectors.base import ID_TYPES, ORIGINAL_ID_KEY, Batch, Store, check_metric, validate_vectors
+from connectors.base import ID_TYPES, ORIGINAL_ID_KEY, Batch, FileBackedStore, check_metric, validate_vectors
+from connectors.errors import EmptyStoreError, IdTypeError, InvalidVectorsError, StoreUsageError
 from connectors.ids import fits_int64, normalize_id, restore_original, to_int64
-from v2v_migrate.errors import (DestinationNotEmptyError, DimensionMismatchError, EmptyStoreError, IdTypeError,
-                                InvalidVectorsError, MetricMismatchError, UsageError)
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -37,7 +36,7 @@ def _parse_target(rest: str) -> tuple[str, dict]:
     return path, opts
 
 
-class FaissStore(Store):
+class FaissStore(FileBackedStore):
     scheme = "faiss"
     writable = True
 
@@ -125,7 +124,7 @@ class FaissStore(Store):
         if cursor is not None:
             pos = int(cursor["pos"]) if isinstance(cursor, dict) and "pos" in cursor else -1
             if not start <= pos <= stop:
-                raise UsageError(f"Cursor {cursor!r} does not belong to this FAISS store or shard.",
+                raise StoreUsageError(f"Cursor {cursor!r} does not belong to this FAISS store or shard.",
                                  "resume with the cursor of a batch read from the same store and shard.")
         batch_size = max(1, int(batch_size))
         while pos < stop:
@@ -192,14 +191,11 @@ class FaissStore(Store):
         from connectors.faiss_writer import FaissWriter
         metric, dim = check_metric(metric), int(dim)
         if id_type not in ID_TYPES:
-            raise UsageError(f"Unknown id type {id_type!r}.", f"use one of {', '.join(ID_TYPES)}.")
+            raise StoreUsageError(f"Unknown id type {id_type!r}.", f"use one of {', '.join(ID_TYPES)}.")
         opts = {**self.options, **kw}
         kind, m = opts.get("index"), opts.get("hnsw_m")
         if self._writer is None and self.exists():
-            if not exist_ok:
-                raise DestinationNotEmptyError(f"FAISS index {str(self.path)!r} already exists.",
-                                               "choose a new path, delete the file, or pass exist_ok=True.")
-            self._check_compatible(dim, metric, id_type)
+            self.check_existing(dim, metric, id_type, exist_ok, self.where, new="path")
             self._writer = FaissWriter.reopen(self.path, self._meta, dim, metric, id_type, index_kind=kind,
                                               hnsw_m=m, ef_construction=opts.get("ef_construction"))
         elif self._writer is None:
@@ -207,29 +203,17 @@ class FaissStore(Store):
                                        opts.get("ef_construction") or 80)
             self.flush()  # the empty index exists on disk from now on
         else:
-            self._check_compatible(dim, metric, id_type)
+            self.check_existing(dim, metric, id_type, True, self.where, new="path")
 
-    def _check_compatible(self, dim: int, metric: str, id_type: str) -> None:
-        if dim != self.dim:
-            raise DimensionMismatchError(f"FAISS index {str(self.path)!r} has dimension {self.dim}, not {dim}.",
-                                         "write to a new path (an index holds one dimension).")
-        if metric != self.metric:
-            raise MetricMismatchError(f"FAISS index {str(self.path)!r} uses metric {self.metric!r}, not {metric!r}.",
-                                      "write to a new path, or create it with the index's metric.")
-        if id_type != self.id_type:
-            raise IdTypeError(f"FAISS index {str(self.path)!r} holds {self.id_type} ids, not {id_type}.",
-                              "write to a new path, or create it with the index's id type.")
+    @property
+    def where(self) -> str:
+        return f"FAISS index {str(self.path)!r}"
 
     def upsert(self, batch: Batch) -> None:
-        if self._writer is None:
-            if not self.exists():
-                raise UsageError(f"FAISS index {str(self.path)!r} does not exist yet.",
-                                 "call create(dim, metric) before upsert.")
-            self.create(self.dim, self.metric, self.id_type)
-        w = self._writer
+        w = self._open_writer()
         vectors = validate_vectors(batch.vectors, w.dim, where=f"upsert into {self.uri}")
         if len(batch.ids) != len(vectors):
-            raise UsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
+            raise StoreUsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
         if w.metric == "cosine":
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             if (norms == 0).any():
@@ -238,7 +222,7 @@ class FaissStore(Store):
             vectors = np.ascontiguousarray(vectors / norms, dtype=np.float32)
         payloads = list(batch.payloads) if batch.payloads is not None else [None] * len(vectors)
         if len(payloads) != len(vectors):
-            raise UsageError(f"{len(payloads)} payloads for {len(vectors)} vectors.", "pass one payload per vector.")
+            raise StoreUsageError(f"{len(payloads)} payloads for {len(vectors)} vectors.", "pass one payload per vector.")
         if w.id_type == "str":
             originals = [normalize_id(x) for x in batch.ids]
             keys = np.fromiter((to_int64(x) for x in originals), dtype=np.int64, count=len(originals))
@@ -247,6 +231,15 @@ class FaissStore(Store):
             keys = self._int_keys(batch.ids)
             rows = [p or {} for p in payloads]
         w.upsert(keys, vectors, rows)
+
+    def delete(self, ids: Sequence) -> None:
+        if self._open_writer(must_exist=False) is None:
+            return  # nothing to delete from
+        if self._writer.id_type == "str":
+            keys = [to_int64(normalize_id(x)) for x in ids]
+        else:  # an id this store cannot hold is not in it
+            keys = [x for x in map(normalize_id, ids) if isinstance(x, int) and fits_int64(x)]
+        self._writer.delete(np.asarray(keys, dtype=np.int64))
 
     def _int_keys(self, ids: Sequence) -> np.ndarray:
         if {type(x) for x in ids} <= {int, np.int64, np.int32, np.uint32}:
@@ -263,13 +256,3 @@ class FaissStore(Store):
                 raise IdTypeError(f"Id {x} does not fit in int64, which is all FAISS can hold.",
                                   "create the destination with id_type='str' (ids are then mapped to int64).")
         return np.asarray([int(x) for x in ids], dtype=np.int64)
-
-    def flush(self) -> None:
-        if self._writer is not None and self._writer.dirty:
-            self._writer.flush()
-            self._reset()
-
-    def close(self) -> None:
-        self.flush()
-        self._writer = None
-        self._reset()

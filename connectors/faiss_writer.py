@@ -26,12 +26,13 @@ import faiss
 import numpy as np
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connectors.arrow_payloads import PayloadDecoder, concat_payload_tables, payload_table
 from connectors.faiss_layout import read_index
 from connectors.faiss_sidecars import META_FORMAT, ROW_GROUP_ROWS, atomic_write_bytes, meta_path, payload_path
-from v2v_migrate.errors import UsageError
+from connectors.errors import StoreUsageError
 
 META_VERSION = 1
 
@@ -52,7 +53,7 @@ class FaissWriter:
     def __init__(self, path: Path, dim: int, metric: str, id_type: str, index_kind: str = "flat",
                  hnsw_m: int = 32, ef_construction: int = 80):
         if index_kind not in ("flat", "hnsw"):
-            raise UsageError(f"Unknown FAISS index kind {index_kind!r}.", "use index='flat' or index='hnsw'.")
+            raise StoreUsageError(f"Unknown FAISS index kind {index_kind!r}.", "use index='flat' or index='hnsw'.")
         self.path, self.dim, self.metric, self.id_type = path, int(dim), metric, id_type
         self.index_kind, self.hnsw_m, self.ef_construction = index_kind, int(hnsw_m), int(ef_construction)
         self.staging = faiss.IndexIDMap2(faiss.IndexFlat(self.dim, _metric_type(metric)))
@@ -75,7 +76,7 @@ class FaissWriter:
         kind = "hnsw" if isinstance(inner, faiss.IndexHNSWFlat) else "flat"
         if inner is None or not (isinstance(inner, faiss.IndexHNSWFlat) or type(inner) in
                                  (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP)):
-            raise UsageError(
+            raise StoreUsageError(
                 f"{str(path)!r} is a {type(top).__name__} index; only IndexIDMap/IndexIDMap2 over a Flat or "
                 "HNSWFlat index can be written to.",
                 "write the migration to a new faiss:PATH (this index stays readable as a source).",
@@ -128,6 +129,19 @@ class FaissWriter:
             self.chunks.append(payload_table({"id": pa.array(keys)}, payloads, len(keys), reserved=("id",)))
         if self.index_kind == "hnsw":
             self.pending.append((keys, vectors))
+        self.dirty = True
+
+    def delete(self, keys: np.ndarray) -> None:
+        """Remove rows by key (keys not held are ignored); their payloads go at the next flush."""
+        gone = np.asarray([k for k in np.unique(keys).tolist() if k in self.known], dtype=np.int64)
+        if not len(gone):
+            return
+        self.staging.remove_ids(gone)
+        self.known.difference_update(gone.tolist())
+        if self.chunks:
+            drop = pa.array(gone)
+            self.chunks = [c.filter(pc.invert(pc.is_in(c.column("id"), value_set=drop))) for c in self.chunks]
+        self.hnsw_stale = True  # HNSW cannot remove: the graph is rebuilt from the staging index
         self.dirty = True
 
     def _current_payloads(self, keys: np.ndarray) -> list[dict]:

@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from connectors.base import Batch, id_hash_key
-from v2v_migrate.errors import EmptyStoreError
+from connectors.errors import EmptyStoreError
 
 
 def sample_by_id_scan(

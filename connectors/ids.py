@@ -12,7 +12,7 @@ import uuid
 import numpy as np
 
 from connectors.base import ORIGINAL_ID_KEY
-from v2v_migrate.errors import IdTypeError
+from connectors.errors import IdTypeError
 
 # Fixed namespace: changing it would re-map every id of every existing migration.
 V2V_NAMESPACE = uuid.UUID("6f1c1f0e-5b0a-4c36-9a43-2f6b1de0c2a1")

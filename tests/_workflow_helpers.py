@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from v2v_migrate import shared_data
+import shared_data
 
 REPO = Path(__file__).resolve().parent.parent
 

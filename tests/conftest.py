@@ -1,13 +1,21 @@
 """Generic fixtures: real vectors from the shared reference data, and payloads of every supported type.
 
-Tests that need the shared data skip (not fail) where it is absent; see v2v_migrate.shared_data.
+Tests that need the shared data skip (not fail) where it is absent; see benchmarks/shared_data.py (the
+benchmarks' own reader, appended to sys.path here: after the packages, so nothing there shadows them).
 """
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from v2v_migrate import shared_data
+import connectors  # noqa: F401  (imported before benchmarks/ joins sys.path: its connectors.py is a script)
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import shared_data  # noqa: E402
 
 
 def _require_shared_data() -> None:

@@ -14,9 +14,8 @@ from _workflow_helpers import (
 )
 from v2v_migrate.apply import SLEEP_ENV, apply_migration
 from v2v_migrate.checkpoint import load_checkpoint, state_dir_for
-from v2v_migrate.errors import (
-    CheckpointError, DestinationNotEmptyError, DimensionMismatchError, StoreLockedError,
-)
+from connectors.errors import DestinationNotEmptyError, DimensionMismatchError, StoreLockedError
+from v2v_migrate.errors import CheckpointError
 
 N = 2000  # rows in the source: 20 batches of 100
 
@@ -98,7 +97,7 @@ def test_incremental_copies_only_new_and_changed_rows_and_reports_deletions(worl
     changed_rows = rows_of("A", 0, 2)
     from connectors import open_store
     from connectors.base import Batch
-    from v2v_migrate import shared_data
+    import shared_data
 
     with open_store(src) as s:
         got = s.get([int(r) for r in changed_rows])
@@ -111,8 +110,8 @@ def test_incremental_copies_only_new_and_changed_rows_and_reports_deletions(worl
     assert edited["rows_written"] == 2
     assert_exact_copy(src, dest, world["translator"])
 
-    # Deletions: rows gone from the source are detected and listed, and kept in the destination
-    # (the FAISS connector has no delete).
+    # Deletions: rows gone from the source are detected and listed, and kept in the destination unless
+    # --delete-missing is given (tests/test_delete.py covers that on every engine).
     Path(src.split(":", 1)[1]).unlink()
     for side in Path(src.split(":", 1)[1]).parent.glob("src.faiss.*"):
         side.unlink()
@@ -124,7 +123,7 @@ def test_incremental_copies_only_new_and_changed_rows_and_reports_deletions(worl
     assert sorted(listed) == sorted(int(r) for r in rows_of("A", 1050, 50))
     assert pruned["dest_count"] == 1100
     # --restart forgets the hashes: everything is copied again.
-    redo = apply_migration(world["translator"], src, dest, state_dir=state, incremental=True, resume=False)
+    redo = apply_migration(world["translator"], src, dest, state_dir=state, incremental=True, restart=True)
     assert redo["rows_written"] == 1050 and redo["rows_skipped"] == 0
 
 
@@ -150,7 +149,7 @@ def test_foreign_destination_and_foreign_checkpoint_are_refused(world, tmp_path)
     other = fit_translator(tmp_path / "other_translator", seed=1)  # another translator, other fingerprint
     with pytest.raises(CheckpointError, match="--restart"):
         apply_migration(other, world["source"], dest, state_dir=state)
-    redo = apply_migration(other, world["source"], dest, state_dir=state, resume=False)
+    redo = apply_migration(other, world["source"], dest, state_dir=state, restart=True)
     assert redo["rows_written"] == N and redo["dest_count"] == N
     assert_exact_copy(world["source"], dest, other)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from _workflow_helpers import fit_translator, need_data, rows_of, run_cli, write_store
-from v2v_migrate import shared_data
+import shared_data
 from v2v_migrate.cli import main
 
 COMMANDS = ["plan", "train", "apply", "report", "translate", "evaluate", "demo"]

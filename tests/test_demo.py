@@ -1,7 +1,12 @@
-"""The demo end to end on a reduced size: real data from examples/demo, real engines, rerun included."""
+"""The demo end to end on a reduced size: real data (package data v2v_migrate/demo_data), real engines, rerun
+included; and the demo from a non-editable `pip install` of this checkout, run outside it."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -9,7 +14,7 @@ import pytest
 from v2v_migrate import demo
 
 if any(not (demo.DATA / f).exists() for f in demo.DATA_FILES):
-    pytest.skip("examples/demo data missing: run `python examples/make_demo_data.py`", allow_module_level=True)
+    pytest.skip("v2v_migrate/demo_data missing: run `python examples/make_demo_data.py`", allow_module_level=True)
 
 LIMIT = 1000  # source and target rows (the full demo uses 8,000 of each); ~125 held-out pairs
 
@@ -34,7 +39,40 @@ def test_demo_end_to_end_and_rerun(tmp_path):
 
 
 def test_demo_without_data_says_how_to_make_it(tmp_path):
-    from v2v_migrate.errors import StoreNotFoundError
+    from connectors.errors import StoreNotFoundError
 
     with pytest.raises(StoreNotFoundError, match="make_demo_data.py"):
         demo.run_demo(tmp_path / "out", data_dir=tmp_path / "empty", quiet=True)
+
+
+def test_pip_install_non_editable_then_demo_outside_the_checkout(tmp_path):
+    """`pip install .` (a wheel, not -e) into a fresh venv, then `v2v-migrate demo` from another folder: the
+    demo data must travel as package data. The dependencies come from this environment through a path entry
+    (nothing downloaded); that entry is not a site dir, so this checkout's editable install stays out."""
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"  # a copy: pip's in-tree build must not write into the checkout
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    for name in ("v2v_migrate", "connectors", "translators"):
+        shutil.copytree(repo / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   text=True).strip()
+    Path(site, "zz_v2v_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--no-index", str(src)], check=True, cwd=tmp_path)
+    shutil.rmtree(src)  # the installed package must not need the sources
+    where = subprocess.check_output([str(py), "-c", "import v2v_migrate; print(v2v_migrate.__file__)"],
+                                    text=True, cwd=tmp_path).strip()
+    assert where.startswith(site), where
+
+    run = subprocess.run([str(venv / "bin" / "v2v-migrate"), "demo", "--out", "demo", "--rows", "600", "--json"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert result["source_count"] == 600 and result["dest_count"] == 600
+    assert result["verdict"] in ("go", "no-go") and Path(result["report_html"]).is_file()
+    assert Path(result["report_html"]).is_relative_to(tmp_path / "demo")

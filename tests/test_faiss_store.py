@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors import Batch, open_store
-from v2v_migrate.errors import (DimensionMismatchError, EmptyStoreError, IdTypeError, InvalidVectorsError,
-                                LossyIndexError, MetricMismatchError, StoreNotFoundError, UnreadableStoreError,
-                                UsageError)
+from connectors.errors import (
+    DimensionMismatchError, EmptyStoreError, IdTypeError, InvalidVectorsError, LossyIndexError,
+    MetricMismatchError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
+)
 
 N = 5000
 
@@ -180,7 +181,7 @@ def test_resume_from_cursor_gives_exactly_the_remaining_rows(tmp_path, real_vect
     first = next(it)
     tail, _, _ = read_all(open_store(uri), 100, shard=shard, cursor=first.cursor)
     assert first.ids + tail == full_ids[shard["start"]:shard["stop"]]
-    with pytest.raises(UsageError):
+    with pytest.raises(StoreUsageError):
         next(open_store(uri).iter_batches(100, shard=shard, cursor={"pos": 10**9}))
 
 

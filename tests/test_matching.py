@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from translators.linear import unit
+from translators.arrays import unit
 from translators.matching import ot_barycentres
 
 
@@ -64,7 +64,7 @@ def test_ot_refinement_leaves_the_basin_where_mutual_nn_rounds_stall():
     Measured when written: OT 0.82 top-1 (pool 1000), CSLS mutual-NN 0.51, the identity itself 0.62.
     """
     from translators import fit, paired_metrics
-    from v2v_migrate import shared_data
+    import shared_data
 
     if shared_data.data_root() is None:
         pytest.skip("shared reference data not found (set V2V_SHARED_DATA)")
@@ -123,7 +123,7 @@ def test_over_relaxed_ot_rounds_climb_faster_on_real_vectors():
     """
     from translators.linear import polar, procrustes, side_stats, to_fit_space
     from translators.unsupervised import _refine_ot
-    from v2v_migrate import shared_data
+    import shared_data
 
     if shared_data.data_root() is None:
         pytest.skip("shared reference data not found (set V2V_SHARED_DATA)")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from translators.metrics import mean_cosine, mean_rank, neighbour_recall, paired_metrics, ranks, recall_at_k, top1
-from v2v_migrate.errors import DimensionMismatchError, InvalidVectorsError
+from translators.errors import DimensionMismatchError, InvalidVectorsError
 
 
 def _brute_ranks(pred, target, pool):

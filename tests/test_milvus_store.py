@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from connectors import Batch, open_store
-from v2v_migrate.errors import (
+from connectors.errors import (
     CredentialsError, DimensionMismatchError, EmptyStoreError, IdTypeError, InvalidVectorsError,
-    MetricMismatchError, StoreLockedError, StoreNotFoundError, UsageError,
+    MetricMismatchError, StoreLockedError, StoreNotFoundError, StoreUsageError,
 )
 
 pytest.importorskip("pymilvus")
@@ -84,7 +84,7 @@ def test_existing_collection_schema_scalars_dynamic_and_vector_choice(db, vector
     client.create_collection("twovec", schema=schema, index_params=index)
     client.upsert("twovec", [{"doc_id": i, "title": f"t{i}", "emb_a": vectors[i], "emb_b": np.ones(8, np.float32),
                               "extra": i * 2} for i in range(20)])
-    with pytest.raises(UsageError, match="emb_a, emb_b") as e:
+    with pytest.raises(StoreUsageError, match="emb_a, emb_b") as e:
         open_store(f"milvus:{db}#twovec").dim
     assert "vector_field=" in str(e.value)
     store = open_store(f"milvus:{db}#twovec", vector_field="emb_a")
@@ -113,9 +113,9 @@ def test_errors_name_the_fix(db, vectors):
         open_store(f"milvus:{db}#nope").count()
     with pytest.raises(StoreNotFoundError):
         open_store(f"milvus:{db.parent}/absent.db#x").count()
-    with pytest.raises(UsageError, match=".db"):
+    with pytest.raises(StoreUsageError, match=".db"):
         open_store(f"milvus:{db.parent}/file.sqlite#x")
-    with pytest.raises(UsageError, match="collection"):
+    with pytest.raises(StoreUsageError, match="collection"):
         open_store(f"milvus:{db}")
     with pytest.raises(DimensionMismatchError):
         store.upsert(Batch([1], np.zeros((1, 8), np.float32)))

@@ -9,8 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors import Batch, open_store
-from v2v_migrate.errors import (DimensionMismatchError, EmptyStoreError, IdTypeError, InvalidVectorsError,
-                                MetricMismatchError, StoreNotFoundError, UnreadableStoreError, UsageError)
+from connectors.errors import (
+    DimensionMismatchError, EmptyStoreError, IdTypeError, InvalidVectorsError, MetricMismatchError,
+    StoreNotFoundError, StoreUsageError, UnreadableStoreError,
+)
 
 N = 5000
 
@@ -112,7 +114,7 @@ def test_plain_dataset_with_list_vectors(tmp_path, real_vectors):
     got_ids, got_x, got_p = read_all(r, 512)
     assert got_ids == ids and got_x.tobytes() == x.tobytes()  # float64 -> float32 of float32 values: exact
     assert got_p[5] == {"info": {"n": 5, "tag": "x"}}
-    with pytest.raises(UsageError):
+    with pytest.raises(StoreUsageError):
         r.create(384, "ip", id_type="str")  # a source we did not write is never modified
 
 
@@ -136,7 +138,7 @@ def test_cursor_resume_and_shards(tmp_path, real_vectors):
     first = next(open_store(uri).iter_batches(250, shard=sh))
     tail = read_all(open_store(uri), 250, shard=sh, cursor=first.cursor)[0]
     assert first.ids + tail == parts[1]
-    with pytest.raises(UsageError):
+    with pytest.raises(StoreUsageError):
         next(open_store(uri).iter_batches(250, shard=sh, cursor={"file": 99, "row": 0}))
 
 

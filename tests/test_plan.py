@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from _workflow_helpers import need_data, read_all, rows_of, write_store
-from v2v_migrate import shared_data
+import shared_data
 from v2v_migrate.cli import main
-from v2v_migrate.errors import (
-    DestinationNotEmptyError, DimensionMismatchError, EmptyStoreError, TrainingError, UnknownSchemeError,
+from connectors.errors import (
+    DestinationNotEmptyError, DimensionMismatchError, EmptyStoreError, UnknownSchemeError,
 )
+from translators.errors import TrainingError
 from v2v_migrate.plan import make_plan, read_plan, summary_text, write_plan
-from v2v_migrate.training import read_pairs_file, train_translator
+from v2v_migrate.pairs import read_pairs
+from v2v_migrate.training import train_translator
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +100,8 @@ def test_train_with_a_pairs_file(stores, tmp_path):
     rows = rows_of("B", 2000, 1200)
     x, y = shared_data.embeddings("minilm", rows), shared_data.embeddings("e5", rows)
     pq.write_table(pa.table({"source": list(x), "target": list(y)}), tmp_path / "pairs.parquet")
-    xp, yp = read_pairs_file(tmp_path / "pairs.parquet")
-    assert xp.shape == (1200, 384) and np.allclose(yp, y)
+    pairs = read_pairs(tmp_path / "pairs.parquet", 384, 384)
+    assert pairs.x.shape == (1200, 384) and np.allclose(pairs.y, y) and pairs.ids is None
     out = train_translator(stores["source"], stores["target"], tmp_path / "tr", pairs_path=tmp_path / "pairs.parquet")
     assert out["pairs"] == 1200 and out["pairs_from"] == "file pairs.parquet" and out["method"] == "auto"
     assert (tmp_path / "tr" / "model.safetensors").exists()

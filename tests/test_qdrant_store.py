@@ -10,9 +10,9 @@ import pytest
 
 from connectors import Batch, open_store
 from connectors.credentials import Secret, load_credentials, redact
-from v2v_migrate.errors import (
+from connectors.errors import (
     CredentialsError, DimensionMismatchError, EmptyStoreError, InvalidVectorsError, MetricMismatchError,
-    StoreLockedError, StoreNotFoundError, UnreadableStoreError, UsageError,
+    StoreLockedError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
 )
 
 N = 300
@@ -93,7 +93,7 @@ def test_named_vectors_and_manhattan(tmp_path, vectors):
     client.create_collection("manhattan", vectors_config=models.VectorParams(size=4,
                                                                               distance=models.Distance.MANHATTAN))
     client.close()
-    with pytest.raises(UsageError, match="body, title"):
+    with pytest.raises(StoreUsageError, match="body, title"):
         open_store(f"qdrant:{tmp_path}/raw#named").dim
     store = open_store(f"qdrant:{tmp_path}/raw#named", vector_name="title")
     assert (store.dim, store.metric) == (384, "ip")
@@ -113,7 +113,7 @@ def test_errors_name_the_fix(engine, tmp_path, vectors):
         open_store(_uri(engine, tmp_path, "nope")).count()
     with pytest.raises(StoreNotFoundError):
         open_store(f"{engine}:{tmp_path}/absent#x").count()
-    with pytest.raises(UsageError, match="collection"):
+    with pytest.raises(StoreUsageError, match="collection"):
         open_store(f"{engine}:{tmp_path}/x")
     with pytest.raises(DimensionMismatchError):
         store.upsert(Batch([3], np.zeros((1, 8), np.float32)))
@@ -125,7 +125,7 @@ def test_errors_name_the_fix(engine, tmp_path, vectors):
     bad[0, 0] = np.inf
     with pytest.raises(InvalidVectorsError):
         store.upsert(Batch([5, 6], bad))
-    with pytest.raises(UsageError, match="bytes"):
+    with pytest.raises(StoreUsageError, match="bytes"):
         store.upsert(Batch([7], vectors[:1], [{"blob": b"\x00"}]))
     assert store.count() == 2
     empty = open_store(_uri(engine, tmp_path, "empty"))

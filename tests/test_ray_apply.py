@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from v2v_migrate import shared_data
+import shared_data
 
 REPO = Path(__file__).resolve().parents[1]
 N_ROWS = 3000
@@ -114,7 +114,7 @@ def _ray_apply(translator_dir, source, dest, state, **kw):
 
 
 def _assert_translated_copy(dest_rows: dict, source_vectors, translator_dir, atol=1e-5):
-    from translators.io import load_translator
+    from translators import load_translator
 
     expected = load_translator(translator_dir)(source_vectors)
     assert sorted(dest_rows) == list(range(len(source_vectors)))
@@ -318,7 +318,7 @@ def test_a_local_engine_checkpoint_resumes_as_one_shard():
 
 @needs_data
 def test_cpu_path_of_translate_batch_is_the_translator_itself(translator_dir, source_vectors):
-    from translators.io import load_translator
+    from translators import load_translator
     from v2v_migrate.ray_worker import translate_batch
 
     t = load_translator(translator_dir)
@@ -331,45 +331,12 @@ def test_gpu_translation_matches_cpu_within_float_tolerance(translator_dir, sour
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    from translators.io import load_translator
+    from translators import load_translator
     from v2v_migrate.ray_worker import translate_batch
 
     cpu = load_translator(translator_dir)(source_vectors)
     gpu = translate_batch(load_translator(translator_dir).to("cuda"), source_vectors)
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
-
-
-@needs_data
-@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
-def test_exact_topk_equals_brute_force(source_vectors, metric):
-    from v2v_migrate.ray_gpu import exact_topk
-
-    docs, queries = source_vectors[:1500] * 1.5, source_vectors[1500:1600]  # not unit: cosine != ip
-    scores, rows, where = exact_topk(queries, docs, metric, k=10)
-    if metric == "l2":
-        brute = -((queries[:, None, :] - docs[None, :, :]) ** 2).sum(-1)
-    else:
-        def unit(v):
-            return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-        a, b = (queries, docs) if metric == "ip" else (unit(queries), unit(docs))
-        brute = a @ b.T
-    expected = np.argsort(-brute, axis=1, kind="stable")[:, :10]
-    assert where in ("faiss-cpu", "faiss-gpu")
-    assert (rows == expected).mean() > 0.99  # float rounding may swap near-ties
-    np.testing.assert_allclose(np.abs(scores), np.abs(np.take_along_axis(brute, expected, 1)), rtol=1e-4)
-
-
-@pytest.mark.gpu
-@needs_data
-def test_exact_topk_on_faiss_gpu_matches_cpu(source_vectors):
-    from v2v_migrate.ray_gpu import exact_topk, faiss_gpu_count
-
-    if faiss_gpu_count() == 0:
-        pytest.skip("faiss-gpu not installed or no GPU")
-    _, cpu_rows, _ = exact_topk(source_vectors[:100], source_vectors, "cosine", 10, use_gpu=False)
-    _, gpu_rows, where = exact_topk(source_vectors[:100], source_vectors, "cosine", 10)
-    assert where == "faiss-gpu" and (gpu_rows == cpu_rows).mean() > 0.99
 
 
 @pytest.mark.ray

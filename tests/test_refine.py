@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from v2v_migrate import shared_data  # noqa: E402
-from v2v_migrate.errors import TrainingError  # noqa: E402
+import shared_data  # noqa: E402
+from translators.errors import TrainingError  # noqa: E402
 
 FAST = dict(hidden=128, batch_size=256, eval_size=512, pseudo_pool=512, time_budget_s=None, device="cpu")
 
@@ -61,7 +61,7 @@ def test_refinement_improves_criterion_and_held_out_cosine(data):
 
 
 def test_save_load_is_exact(data, tmp_path):
-    from translators.io import load_translator
+    from translators import load_translator
 
     r = _refine(data, seed=1, max_steps=20, eval_every=10, patience=100)
     r.save(tmp_path / "ref")

@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from v2v_migrate import shared_data
-from v2v_migrate.errors import (DimensionMismatchError, InvalidVectorsError, TrainingError, TranslatorError,
-                                UsageError)
+import shared_data
+from translators.errors import (
+    DimensionMismatchError, InvalidVectorsError, TrainingError, TranslatorError, TranslatorUsageError,
+)
 
 if shared_data.data_root() is None:
     pytest.skip("shared reference data not found (set V2V_SHARED_DATA)", allow_module_level=True)
@@ -132,7 +133,7 @@ def test_bad_inputs_get_typed_errors_with_fixes(data):
     bad[3, 7] = np.nan
     with pytest.raises(InvalidVectorsError, match="NaN"):
         fit(bad, yb, method="random")
-    with pytest.raises(UsageError, match="unknown translation method"):
+    with pytest.raises(TranslatorUsageError, match="unknown translation method"):
         fit(xa, yb, method="magic")
     with pytest.raises(TrainingError, match="at least 256"):
         fit(xa[:100], yb, method="auto")
@@ -144,7 +145,7 @@ def test_bad_inputs_get_typed_errors_with_fixes(data):
         fit(xa, yb, method="procrustes", pairs=(xa[:10], yb[:9]))
     with pytest.raises(DimensionMismatchError):
         fit(xa, np.zeros((300, 512), np.float32) + 1, method="identity")
-    with pytest.raises(UsageError, match="unknown option"):
+    with pytest.raises(TranslatorUsageError, match="unknown option"):
         fit(xa, yb, method="auto", bogus=1)
     t = fit(xa, yb, method="random")
     with pytest.raises(DimensionMismatchError):

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from v2v_migrate import shared_data  # noqa: E402
-from v2v_migrate.errors import TrainingError  # noqa: E402
+import shared_data  # noqa: E402
+from translators.errors import TrainingError  # noqa: E402
 
 TINY = dict(d_adapter=64, d_hidden=64, adapter_depth=2, transform_depth=2, batch_size=64, eval_size=256,
             time_budget_s=None, device="cpu")
@@ -81,7 +81,7 @@ def test_early_stopping_restores_the_best_weights(data):
 
 
 def test_save_load_gives_bit_identical_outputs(data, tmp_path):
-    from translators.io import load_translator
+    from translators import load_translator
 
     t = _fit(data, seed=0, max_steps=4, eval_every=2)
     t.save(tmp_path / "v2v")

@@ -12,8 +12,8 @@ import inspect
 
 import numpy as np
 
+from translators.errors import TrainingError, TranslatorError, TranslatorUsageError
 from translators.metrics import mean_cosine, mean_rank, neighbour_recall, paired_metrics, recall_at_k, top1
-from v2v_migrate.errors import UsageError
 
 METHODS: tuple[str, ...] = ("auto", "procrustes", "ridge", "vec2vec", "identity", "random")
 # 'auto' clusters each side and refines on mutual nearest neighbours: below this many vectors per side
@@ -29,15 +29,14 @@ def fit(source: np.ndarray, target: np.ndarray, *, method: str = "auto", pairs=N
     source (n_s, d_s) and target (n_t, d_t) are UNPAIRED samples (different texts are fine).
     pairs: optional (X (k, d_s), Y (k, d_t)) vectors of the same k texts under both models.
     """
-    from connectors.base import validate_vectors
     from translators import linear
+    from translators.arrays import as_matrix
     from translators.model import resolve_device
-    from v2v_migrate.errors import TrainingError
 
     if method not in METHODS:
-        raise UsageError(f"unknown translation method {method!r}.", f"use one of: {', '.join(METHODS)}.")
-    source = validate_vectors(source, where="source vectors")
-    target = validate_vectors(target, where="target vectors")
+        raise TranslatorUsageError(f"unknown translation method {method!r}.", f"use one of: {', '.join(METHODS)}.")
+    source = as_matrix(source, where="source vectors")
+    target = as_matrix(target, where="target vectors")
     device = resolve_device(device)
     need_pairs = {"procrustes": MIN_SUPERVISED_PAIRS, "ridge": MIN_SUPERVISED_PAIRS}.get(method, 0)
     pairs = linear.check_pairs(pairs, source.shape[1], target.shape[1], minimum=need_pairs)
@@ -60,7 +59,7 @@ def fit(source: np.ndarray, target: np.ndarray, *, method: str = "auto", pairs=N
             options = dict(options, progress=progress)
         return fit_vec2vec(source, target, pairs=pairs, seed=seed, device=device, **options)
     if options:
-        raise UsageError(f"method {method!r} takes no options, got {sorted(options)}.", "drop those options.")
+        raise TranslatorUsageError(f"method {method!r} takes no options, got {sorted(options)}.", "drop those options.")
     if method in ("procrustes", "ridge"):
         return linear.fit_supervised(method, source, target, pairs, seed=seed)
     if method == "identity":
@@ -81,5 +80,5 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["fit", "METHODS", "load_translator", "Translator", "mean_cosine", "top1", "mean_rank",
+__all__ = ["fit", "METHODS", "load_translator", "Translator", "TranslatorError", "mean_cosine", "top1", "mean_rank",
            "paired_metrics", "recall_at_k", "neighbour_recall"]

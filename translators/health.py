@@ -13,26 +13,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from translators.linear import side_stats, to_fit_space, unit
+from translators.arrays import unit
+from translators.linear import side_stats, to_fit_space
 from translators.matching import csls_mutual_nn
+from translators.metrics import overlap_at_k
 
 NEIGHBOURS = 10
 MAX_PAIRS = 4000
 
 
-def _top_k(sims: np.ndarray, k: int) -> np.ndarray:
-    np.fill_diagonal(sims, -np.inf)  # a point is not its own neighbour
-    return np.argpartition(-sims, k - 1, axis=1)[:, :k]
-
-
 def neighbour_consistency(xf: np.ndarray, yf: np.ndarray, k: int = NEIGHBOURS) -> float:
     """Mean overlap of k-NN sets of paired rows xf[p] <-> yf[p] (each side searched among its own rows)."""
-    n = len(xf)
-    if n <= k:
+    if len(xf) <= k:
         return 0.0
-    nx, ny = _top_k(xf @ xf.T, k), _top_k(yf @ yf.T, k)
-    hits = sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(nx, ny))
-    return float(hits / (n * k))
+    own = np.arange(len(xf))
+    return float(overlap_at_k(xf, xf, yf, yf, k, "ip", "ip", self_rows=own).mean())
 
 
 def health_in_fit_space(zf: np.ndarray, xf: np.ndarray, yf: np.ndarray, seed: int = 0) -> dict:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from translators.arrays import as_matrix, unit
+from translators.errors import DimensionMismatchError, TrainingError
 from translators.model import Translator, linear_translator
-from v2v_migrate.errors import DimensionMismatchError, TrainingError
 
-
-def unit(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float32)
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
 
 
 def side_stats(vectors: np.ndarray) -> dict:
@@ -81,8 +78,6 @@ def choose_ridge_lambda(x: np.ndarray, y: np.ndarray, seed: int = 0,
 
 def check_pairs(pairs, source_dim: int, target_dim: int, minimum: int = 1):
     """Validate (X_pairs, Y_pairs): dims match the two sides, same length, at least `minimum` rows."""
-    from connectors.base import validate_vectors
-
     if pairs is None:
         if minimum:
             raise TrainingError("this method needs known pairs, none were given.",
@@ -91,8 +86,8 @@ def check_pairs(pairs, source_dim: int, target_dim: int, minimum: int = 1):
     if not isinstance(pairs, (tuple, list)) or len(pairs) != 2:
         raise TrainingError("pairs must be a tuple (X_pairs, Y_pairs).",
                             "pass the source and target vectors of the same texts as two arrays.")
-    xp = validate_vectors(pairs[0], where="pairs (source side)")
-    yp = validate_vectors(pairs[1], where="pairs (target side)")
+    xp = as_matrix(pairs[0], where="pairs (source side)")
+    yp = as_matrix(pairs[1], where="pairs (target side)")
     if xp.shape[1] != source_dim:
         raise DimensionMismatchError(f"source side of the pairs has dimension {xp.shape[1]}, the source has {source_dim}.",
                                      "take the pairs' source vectors from the source model.")

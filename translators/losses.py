@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from translators.arrays import unit_t
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
 class ReconstructionLoss(nn.Module):
@@ -42,7 +41,7 @@ class VSPLoss(nn.Module):
     """
 
     def forward(self, x: torch.Tensor, translated: torch.Tensor, name: str = "vsp") -> dict[str, torch.Tensor]:
-        xs, ts = _unit(x), _unit(translated)
+        xs, ts = unit_t(x), unit_t(translated)
         return {name: (xs @ xs.T - ts @ ts.T).abs().mean()}
 
 
@@ -140,7 +139,7 @@ def csls_matches(translated: torch.Tensor, target: torch.Tensor, k: int = 10) ->
     row, the plain cosine to it, and whether that target row's CSLS-nearest translated row is this one
     (mutual pairs are the confident ones). CSLS = 2 cos - r_T - r_S discounts hub vectors.
     """
-    a, b = _unit(translated.float()), _unit(target.float())
+    a, b = unit_t(translated.float()), unit_t(target.float())
     sims = a @ b.T
     k_a, k_b = min(k, sims.shape[1]), min(k, sims.shape[0])
     r_a = sims.topk(k_a, dim=1).values.mean(1)  # how crowded each translated vector's neighbourhood is

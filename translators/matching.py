@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from translators.linear import unit
+from translators.arrays import unit
 
 _BLOCK = 2048  # rows of a similarity matrix held at once (2048 x 16k float32 = 128 MB at most)
 

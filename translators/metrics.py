@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from v2v_migrate.errors import DimensionMismatchError, InvalidVectorsError
+from translators.arrays import unit
+from translators.errors import DimensionMismatchError, InvalidVectorsError
 
 _ROW_BLOCK = 1024  # rows scored at once: a block x pool float32 matrix (1024 x 8192 = 32 MB)
 
-
-def _unit(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float32)
-    norms = np.linalg.norm(a, axis=1, keepdims=True)
-    return a / np.maximum(norms, 1e-12)
 
 
 def _check_pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +34,7 @@ def _check_pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
 def mean_cosine(pred, target) -> float:
     """Mean cosine similarity of each prediction with its own true target."""
     pred, target = _check_pair(pred, target)
-    return float(np.mean(np.sum(_unit(pred) * _unit(target), axis=1, dtype=np.float64)))
+    return float(np.mean(np.sum(unit(pred) * unit(target), axis=1, dtype=np.float64)))
 
 
 def ranks(pred, target, pool: int = 8192) -> np.ndarray:
@@ -46,7 +42,7 @@ def ranks(pred, target, pool: int = 8192) -> np.ndarray:
     pred, target = _check_pair(pred, target)
     if pool < 1:
         raise InvalidVectorsError(f"pool must be >= 1, got {pool}.", "use the default pool of 8192.")
-    p, t = _unit(pred), _unit(target)
+    p, t = unit(pred), unit(target)
     n = len(p)
     out = np.empty(n, dtype=np.int64)
     for start in range(0, n, pool):
@@ -87,6 +83,51 @@ def paired_metrics(pred, target, pool: int = 8192) -> dict:
     }
 
 
+def similarity(queries, docs, metric: str = "cosine") -> np.ndarray:
+    """(q, n) similarities, larger = closer: cosine, ip (dot), or l2 (minus squared distance, up to a
+    per-query constant that leaves every ranking unchanged)."""
+    q, d = np.asarray(queries, dtype=np.float32), np.asarray(docs, dtype=np.float32)
+    if metric == "cosine":
+        return unit(q) @ unit(d).T
+    if metric == "ip":
+        return q @ d.T
+    return 2.0 * (q @ d.T) - np.sum(d * d, axis=1)[None, :]
+
+
+def topk_rows(sims: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest entries of each row, best first."""
+    k = min(k, sims.shape[1])
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def overlap_at_k(queries_a, docs_a, queries_b, docs_b, k: int = 10, metric_a: str = "cosine",
+                 metric_b: str = "cosine", self_rows=None) -> np.ndarray:
+    """Per query i: |top-k of queries_a[i] among docs_a ∩ top-k of queries_b[i] among docs_b| / k.
+
+    The one top-k overlap kernel behind neighbour consistency (two spaces' own neighbourhoods), the
+    report's neighbour overlap and retrieval retention (one query searching two versions of the documents).
+    self_rows[i]: a document excluded on both sides for query i (the query's own row), or None.
+    """
+    qa, qb = np.asarray(queries_a, np.float32), np.asarray(queries_b, np.float32)
+    n = min(len(docs_a), len(docs_b)) - (1 if self_rows is not None else 0)
+    k = int(min(k, n))
+    out = np.zeros(len(qa), dtype=np.float64)
+    if k < 1:
+        return out
+    for s in range(0, len(qa), _ROW_BLOCK):
+        e = min(s + _ROW_BLOCK, len(qa))
+        sa, sb = similarity(qa[s:e], docs_a, metric_a), similarity(qb[s:e], docs_b, metric_b)
+        if self_rows is not None:
+            rows = np.asarray(self_rows[s:e])
+            sa[np.arange(e - s), rows] = sb[np.arange(e - s), rows] = -np.inf
+        ta, tb = topk_rows(sa, k), topk_rows(sb, k)
+        for i, (ra, rb) in enumerate(zip(ta, tb)):
+            out[s + i] = len(np.intersect1d(ra, rb, assume_unique=True)) / k
+    return out
+
+
 def neighbour_recall(queries, translated, reference, k: int = 10) -> float:
     """Retrieval retention without labels: mean |top-k(q, translated) ∩ top-k(q, reference)| / k.
 
@@ -94,18 +135,9 @@ def neighbour_recall(queries, translated, reference, k: int = 10) -> float:
     translation and a true re-embedding); `queries` are target-model query vectors. 1.0 means every
     query retrieves the same k documents from the translated index as from a re-embedded one.
     """
-    q = _unit(np.asarray(queries, dtype=np.float32))
     tr, rf = _check_pair(translated, reference)
-    tr, rf = _unit(tr), _unit(rf)
+    q = np.asarray(queries, dtype=np.float32)
     if q.ndim != 2 or q.shape[1] != tr.shape[1]:
         raise DimensionMismatchError(f"queries {q.shape} do not match documents {tr.shape}.",
                                      "embed the queries with the target model.")
-    k = int(min(k, len(tr)))
-    hits = 0
-    for b in range(0, len(q), _ROW_BLOCK):
-        qb = q[b:b + _ROW_BLOCK]
-        a = np.argpartition(-(qb @ tr.T), k - 1, axis=1)[:, :k]
-        c = np.argpartition(-(qb @ rf.T), k - 1, axis=1)[:, :k]
-        for row_a, row_c in zip(a, c):
-            hits += len(np.intersect1d(row_a, row_c, assume_unique=True))
-    return float(hits / (len(q) * k))
+    return float(overlap_at_k(q, tr, q, rf, k).mean())

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from connectors.base import validate_vectors
-from v2v_migrate.errors import TranslatorError, UsageError
+from translators.arrays import as_matrix, unit_t
+from translators.errors import TranslatorFileError, TranslatorUsageError
 
 ARCHES: dict[str, type] = {}
 # Keys that describe the environment a translator was saved in, not the translator: left out of the
@@ -36,9 +36,6 @@ def register_arch(name: str):
 
     return deco
 
-
-def _unit(t: torch.Tensor) -> torch.Tensor:
-    return t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 @register_arch("linear")
@@ -67,15 +64,15 @@ class LinearMap(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize_input:
-            x = _unit(x)
+            x = unit_t(x)
         x = x - self.source_mean
         if self.normalize_centered:
-            x = _unit(x)
+            x = unit_t(x)
         z = x @ self.weight
         if self.target_scale is not None:
-            z = _unit(z) * self.target_scale
+            z = unit_t(z) * self.target_scale
         y = z + self.target_mean
-        return y if self.output_norm is None else _unit(y) * self.output_norm
+        return y if self.output_norm is None else unit_t(y) * self.output_norm
 
 
 def resolve_device(device: str | None) -> str:
@@ -84,11 +81,11 @@ def resolve_device(device: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if d.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} asked for but no CUDA GPU is visible.",
+            raise TranslatorUsageError(f"device {device!r} asked for but no CUDA GPU is visible.",
                              "use --device cpu (or auto).")
         return d
     if d != "cpu":
-        raise UsageError(f"unknown device {device!r}.", "use auto, cpu or cuda.")
+        raise TranslatorUsageError(f"unknown device {device!r}.", "use auto, cpu or cuda.")
     return d
 
 
@@ -107,12 +104,20 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def package_version() -> str:
+    """The installed v2v-migrate distribution's version ("unknown" when running from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("v2v-migrate")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def library_versions() -> dict:
     import safetensors
 
-    import v2v_migrate
-
-    return {"v2v_migrate": v2v_migrate.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    return {"v2v_migrate": package_version(), "torch": torch.__version__, "numpy": np.__version__,
             "safetensors": safetensors.__version__}
 
 
@@ -122,7 +127,7 @@ class Translator:
     def __init__(self, config: dict, module: torch.nn.Module, metrics: dict | None = None):
         for key in ("arch", "source_dim", "target_dim"):
             if key not in config:
-                raise TranslatorError(f"translator config lacks {key!r}.", "rebuild the translator with fit().")
+                raise TranslatorFileError(f"translator config lacks {key!r}.", "rebuild the translator with fit().")
         self.config = _jsonable(dict(config))
         self.module = module.eval()
         self.metrics = _jsonable(dict(metrics or {}))
@@ -142,7 +147,9 @@ class Translator:
         return str(self.config.get("method", self.config["arch"]))
 
     def __call__(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        x = validate_vectors(x, dim=self.source_dim, where="translator input")
+        x = as_matrix(x, dim=self.source_dim, where="translator input")
+        if not x.flags.writeable:  # torch.from_numpy wants writable memory (Arrow and mmap views are not)
+            x = x.copy()
         out = np.empty((len(x), self.target_dim), dtype=np.float32)
         with torch.inference_mode():
             for b in range(0, len(x), max(1, int(batch_size))):

@@ -26,17 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from translators.arrays import unit_t
 from translators.losses import (AdversarialLoss, CycleLoss, MomentMatchingLoss, PseudoPairLoss, VSPLoss,
                                 csls_criterion)
 from translators.model import ARCHES, Translator, register_arch, resolve_device
-from v2v_migrate.errors import TrainingError
+from translators.errors import TrainingError
 
 DEFAULT_WEIGHTS = {"mm_mean": 1.0, "mm_cov": 1.0, "mm_norm": 1.0, "gan": 0.0, "vsp": 1.0, "cycle": 1.0,
                    "pseudo": 1.0, "prox": 1.0}
 
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
 class _ZeroInitMLP(nn.Module):
@@ -66,8 +64,8 @@ class ResidualRefinement(nn.Module):
         super().__init__()
         base_cfg = dict(config["base"])
         if base_cfg.get("arch") not in ARCHES:
-            from translators.io import _register_optional_arches
-            _register_optional_arches()
+            from translators.io import register_optional_arches
+            register_optional_arches()
         self.base = ARCHES[base_cfg["arch"]](base_cfg)
         dt = int(config["target_dim"])
         self.residual = _ZeroInitMLP(dt, dt, int(config["hidden"]), int(config["depth"]))
@@ -78,7 +76,7 @@ class ResidualRefinement(nn.Module):
     def refine(self, y0: torch.Tensor) -> torch.Tensor:
         """base output -> refined output (raw target space); the training loop calls this on cached y0."""
         y = y0 + self.target_scale * self.residual((y0 - self.target_mean) / self.target_scale)
-        return y if self.output_norm is None else _unit(y) * float(self.output_norm)
+        return y if self.output_norm is None else unit_t(y) * float(self.output_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.refine(self.base(x))

@@ -30,12 +30,13 @@ import time
 
 import numpy as np
 
+from translators.arrays import unit
+from translators.errors import TranslatorUsageError
 from translators.health import health_in_fit_space
-from translators.linear import output_config, polar, procrustes, ridge, side_stats, to_fit_space, unit
+from translators.linear import output_config, polar, procrustes, ridge, side_stats, to_fit_space
 from translators.matching import (csls_mutual_nn, gromov_wasserstein, ot_barycentres, similarity_profiles,
                                   spherical_kmeans)
 from translators.model import Translator, linear_translator, resolve_device
-from v2v_migrate.errors import UsageError
 
 DEFAULTS = {
     "restarts": 2,           # Gromov-Wasserstein initialisations tried (besides profiles and known pairs)
@@ -245,7 +246,7 @@ def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", pro
              **options) -> Translator:
     unknown = set(options) - set(DEFAULTS)
     if unknown:
-        raise UsageError(f"unknown option(s) for method 'auto': {sorted(unknown)}.",
+        raise TranslatorUsageError(f"unknown option(s) for method 'auto': {sorted(unknown)}.",
                          f"use only: {', '.join(sorted(DEFAULTS))}.")
     opt = {**DEFAULTS, **options}
     started = time.perf_counter()
@@ -268,7 +269,7 @@ def fit_auto(source, target, pairs=None, seed: int = 0, device: str = "cpu", pro
             print(f"[auto {time.perf_counter() - started:6.1f}s] {msg}", flush=True)
 
     if opt["refinement"] not in ("ot", "csls"):
-        raise UsageError(f"unknown refinement {opt['refinement']!r} for method 'auto'.", "use 'ot' or 'csls'.")
+        raise TranslatorUsageError(f"unknown refinement {opt['refinement']!r} for method 'auto'.", "use 'ot' or 'csls'.")
     refine = _refiner(opt, pairs_f, resolve_device(device))  # the device runs the transport kernels only
 
     xs, ys = _take(rng, x_train, opt["sample"]), _take(rng, y_train, opt["sample"])
@@ -319,7 +320,7 @@ def _maybe_refine(translator, source, target, seed, device, refine, say):
         from translators.refine import refine_translator
     except ImportError:
         if refine is True:
-            raise UsageError("non-linear refinement was asked for but translators.refine is not available.",
+            raise TranslatorUsageError("non-linear refinement was asked for but translators.refine is not available.",
                              "drop refine=True or install the full v2v-migrate.") from None
         return translator
     from translators.health import health_metrics

@@ -28,17 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from translators.arrays import unit_t
 from translators.losses import AdversarialLoss, CycleLoss, ReconstructionLoss, VSPLoss, csls_criterion
 from translators.model import Translator, register_arch, resolve_device
-from v2v_migrate.errors import TrainingError
+from translators.errors import TrainingError
 
 DEFAULT_WEIGHTS = {  # the paper's unsupervised config: cycle and VSP heavy, GAN terms at 1
     "rec": 1.0, "cycle": 10.0, "vsp": 10.0, "gan_src": 1.0, "gan_tgt": 1.0, "gan_latent": 1.0,
 }
 
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
 def _match_width(skip: torch.Tensor, width: int) -> torch.Tensor:
@@ -97,11 +95,11 @@ class Vec2VecModule(nn.Module):
 
     # working space <-> raw space
     def pre_source(self, x: torch.Tensor) -> torch.Tensor:
-        return _unit(_unit(x) - self.source_mean)
+        return unit_t(unit_t(x) - self.source_mean)
 
     def post_target(self, u: torch.Tensor) -> torch.Tensor:
-        y = _unit(u) * self.target_scale + self.target_mean
-        return y if self.output_norm is None else _unit(y) * float(self.output_norm)
+        y = unit_t(u) * self.target_scale + self.target_mean
+        return y if self.output_norm is None else unit_t(y) * float(self.output_norm)
 
     # compiled callables for training (a plain dict, so state_dict keys stay unchanged); empty = eager
     _runners: dict = {}
@@ -114,7 +112,7 @@ class Vec2VecModule(nn.Module):
         return self._run("T", self._run("A1" if side == "src" else "A2", x))
 
     def decode(self, z: torch.Tensor, side: str) -> torch.Tensor:
-        return _unit(self._run("B1" if side == "src" else "B2", z))
+        return unit_t(self._run("B1" if side == "src" else "B2", z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.post_target(self.decode(self.latent(self.pre_source(x), "src"), "tgt"))
@@ -130,7 +128,7 @@ def _side_stats(v: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 def _as_work(v: np.ndarray, mean: np.ndarray) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
-    return _unit(_unit(t) - torch.from_numpy(mean.astype(np.float32)))
+    return unit_t(unit_t(t) - torch.from_numpy(mean.astype(np.float32)))
 
 
 def _holdout(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

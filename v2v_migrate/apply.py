@@ -27,14 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from connectors.base import Batch, check_metric, validate_vectors
-from v2v_migrate.checkpoint import (
-    Checkpoint, load_checkpoint, normalize_uri, remove_checkpoint, save_checkpoint, state_dir_for,
-)
-from v2v_migrate.errors import (
-    CheckpointError, DestinationNotEmptyError, DimensionMismatchError, MetricMismatchError, UsageError,
-)
-from v2v_migrate.runtime import load_translator_on, open_existing, translator_fingerprint
+from connectors.base import Batch, validate_vectors
+from v2v_migrate.checkpoint import Checkpoint, save_checkpoint
+from v2v_migrate.errors import UsageError
+from v2v_migrate.preflight import ApplyJob, prepare_apply
 
 # Test-only: seconds to sleep after each upsert, so that tests can kill a real apply mid-run.
 SLEEP_ENV = "V2V_TEST_SLEEP_PER_BATCH"
@@ -155,82 +151,28 @@ class _Signals:
             signal.signal(s, h)
 
 
-def _check_dest_compatible(dest, target_dim: int, metric: str | None) -> None:
-    if dest.dim != target_dim:
-        raise DimensionMismatchError(
-            f"Destination {dest.uri} holds {dest.dim}-d vectors but the translator outputs {target_dim}-d.",
-            "write to a new destination (another collection name or path) for the new model.")
-    if metric and check_metric(dest.metric) != check_metric(metric):
-        raise MetricMismatchError(f"Destination {dest.uri} uses metric {dest.metric}, not {metric}.",
-                                  "drop --metric or write to a new destination.")
-
-
 def apply_migration(translator_dir: str | os.PathLike | None, source_uri: str, dest_uri: str, *,
-                    translator: Any = None, batch_size: int = 1024, resume: bool = True, device: str = "auto",
+                    translator: Any = None, batch_size: int = 1024, restart: bool = False, device: str = "auto",
                     metric: str | None = None, allow_existing: bool = False, incremental: bool = False,
                     delete_missing: bool = False, state_dir: str | os.PathLike | None = None,
                     commit_seconds: float = MIN_COMMIT_SECONDS, queue_depth: int = 4, progress: bool = False,
-                    source_options: dict | None = None,
-                    dest_options: dict | None = None) -> dict:
+                    source_options: dict | None = None, dest_options: dict | None = None) -> dict:
     """Copy every source row, translated, into the destination. Returns a summary dict (see the CLI's --json)."""
-    from connectors import open_store
-    from v2v_migrate.locking import DestinationLock
-
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}.", "pass a positive batch size.")
-    if normalize_uri(source_uri) == normalize_uri(dest_uri):
-        raise UsageError("The source and the destination are the same store.",
-                         "write to a new destination; the source stays read-only.")
-    translator = translator if translator is not None else load_translator_on(translator_dir, device)
-    fingerprint = translator_fingerprint(translator)
+    if commit_seconds < 0:
+        raise UsageError(f"--checkpoint-seconds must be >= 0, got {commit_seconds}.", "pass e.g. 2.")
     t_start = time.monotonic()
-    source = open_existing(source_uri, "source", source_options)
-    dest = None
-    try:
-        if source.dim != translator.source_dim:
-            raise DimensionMismatchError(
-                f"The source holds {source.dim}-d vectors but the translator expects {translator.source_dim}-d.",
-                "use the translator trained for this source (v2v-migrate train --source ...).")
-        dest = open_store(dest_uri, **(dest_options or {}))
-        with DestinationLock(dest_uri):
-            state = state_dir_for(dest_uri, state_dir)
-            cp = load_checkpoint(state)
-            owned = cp is not None  # a checkpoint here means a v2v apply wrote this destination
-            if cp is not None:
-                why = cp.belongs_to(source_uri, dest_uri, fingerprint)
-                if why and resume:
-                    raise CheckpointError(f"The checkpoint in {state} does not belong to this apply: {why}.",
-                                          "rerun with --restart to start over (it overwrites by id), "
-                                          "or pass the original --translator/--source.")
-                if why or not resume:
-                    remove_checkpoint(state)
-                    cp = None
-            dest_exists = dest.exists()
-            if dest_exists:
-                _check_dest_compatible(dest, translator.target_dim, metric)
-                if not owned and not allow_existing and dest.count() > 0:
-                    raise DestinationNotEmptyError(
-                        f"Destination {dest_uri} already holds {dest.count()} vectors that this migration "
-                        "did not write.", "choose a new destination, or pass --allow-existing to write into it.")
-            else:
-                dest.create(translator.target_dim, check_metric(metric or source.metric),
-                            id_type=source.id_type, exist_ok=True)
-            return _run(source, dest, translator, fingerprint, cp, state, source_uri, dest_uri,
-                        restarted=not resume, batch_size=batch_size, incremental=incremental,
-                        delete_missing=delete_missing, commit_seconds=commit_seconds,
-                        queue_depth=queue_depth, progress=progress, created_dest=not dest_exists,
-                        t_start=t_start)
-    finally:
-        source.close()
-        if dest is not None:
-            dest.close()
+    with prepare_apply(translator_dir, source_uri, dest_uri, translator=translator, batch_size=batch_size,
+                       device=device, metric=metric, allow_existing=allow_existing, restart=restart,
+                       state_dir=state_dir, source_options=source_options, dest_options=dest_options) as job:
+        return _run(job, batch_size=batch_size, incremental=incremental, delete_missing=delete_missing,
+                    commit_seconds=commit_seconds, queue_depth=queue_depth, progress=progress, t_start=t_start)
 
 
-def _run(source, dest, translator, fingerprint, cp, state: Path, source_uri, dest_uri, *, restarted, batch_size,
-         incremental, delete_missing, commit_seconds, queue_depth, progress, created_dest, t_start) -> dict:
-    if cp is not None and isinstance(cp.cursor, dict) and "ray_shards" in cp.cursor and not cp.completed:
-        raise CheckpointError("The checkpoint of this destination was written by `apply --engine ray`.",
-                              "resume with --engine ray, or rerun with --restart.")
+def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_seconds, queue_depth, progress,
+         t_start) -> dict:
+    source, dest, translator, fingerprint, state, cp = (job.source, job.dest, job.translator, job.fingerprint,
+                                                         job.state, job.checkpoint)
+    restarted = job.restart
     if cp is not None and cp.cursor is None and not cp.completed and cp.rows_read:
         cp = None  # the source cannot resume mid-stream: start over (idempotent upserts make this safe)
     if cp is not None and incremental and not cp.completed and not cp.incremental:
@@ -241,9 +183,9 @@ def _run(source, dest, translator, fingerprint, cp, state: Path, source_uri, des
     if cp is not None and cp.completed and incremental:
         cp = None  # a new scheduled run: scan the whole source again
     if cp is None:
-        cp = Checkpoint(normalize_uri(source_uri), normalize_uri(dest_uri), fingerprint, incremental=incremental)
+        cp = Checkpoint(job.source_uri, job.dest_uri, fingerprint, incremental=incremental)
     summary = {"source": cp.source_uri, "dest": cp.dest_uri, "translator_fingerprint": fingerprint,
-               "state_dir": str(state), "created_dest": created_dest, "resumed": resumed,
+               "state_dir": str(state), "created_dest": job.created_dest, "resumed": resumed,
                "resumed_after_rows": cp.rows_read if resumed else 0, "incremental": incremental,
                "rows_read": 0, "rows_written": 0, "rows_skipped": 0, "interrupted": False}
     if cp.completed:  # plain re-run of a finished migration: nothing to do
@@ -347,7 +289,7 @@ def _run(source, dest, translator, fingerprint, cp, state: Path, source_uri, des
 
 
 def _handle_vanished(hashes_db, dest, run: int, state: Path, delete_missing: bool) -> dict:
-    """Source deletions since the last run: listed; deleted from the destination only when asked and possible."""
+    """Source deletions since the last run: listed, and deleted from the destination when asked."""
     import json
 
     gone = hashes_db.vanished(run)
@@ -359,11 +301,7 @@ def _handle_vanished(hashes_db, dest, run: int, state: Path, delete_missing: boo
     path.write_text("".join(json.dumps(x) + "\n" for x in gone))
     out["deleted_ids_file"] = str(path)
     if delete_missing:
-        delete = getattr(dest, "delete", None)
-        if delete is None:
-            raise UsageError(f"--delete-missing: the {dest.scheme} connector cannot delete rows.",
-                             f"remove the {len(gone)} ids listed in {path} by hand, or drop --delete-missing.")
-        delete(gone)
+        dest.delete(gone)
         dest.flush()
         hashes_db.forget(gone)
         out["deleted_from_dest"] = len(gone)

@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from connectors.secrets import clean_uri
 from v2v_migrate.errors import CheckpointError
 
 DEFAULT_STATE_DIR = ".v2v-state"
@@ -41,24 +41,8 @@ def normalize_uri(uri: str) -> str:
         return str(uri)
     path, hsep, frag = rest.partition("#")
     if "://" in path or not path:
-        return strip_secrets(str(uri))
+        return clean_uri(str(uri))
     return f"{scheme}:{os.path.abspath(os.path.expanduser(path))}{hsep}{frag}"
-
-
-_SECRET_QUERY = re.compile(r"(?i)(token|key|secret|password|passwd|pwd|auth)")
-
-
-def strip_secrets(uri: str) -> str:
-    """Drop `user:password@` and secret-looking query parameters from a server URL (never store them)."""
-    scheme, sep, rest = str(uri).partition(":")
-    if "://" not in rest:
-        return str(uri)
-    url, hsep, frag = rest.partition("#")
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    query = "&".join(q for q in parts.query.split("&") if q and not _SECRET_QUERY.search(q.split("=")[0]))
-    clean = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    return f"{scheme}{sep}{clean}{hsep}{frag}"
 
 
 def dest_key(dest_uri: str) -> str:

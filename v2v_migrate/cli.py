@@ -1,12 +1,11 @@
 """The `v2v-migrate` command line: thin commands that parse, call one library function and render.
 
-Exit codes: 0 success; 1 unexpected internal error; 2 usage / bad input (UsageError, UnknownSchemeError,
-DimensionMismatchError, InvalidVectorsError, MetricMismatchError, IdTypeError, TranslatorError, TrainingError,
-CredentialsError, and click's own usage errors); 3 a store that is missing, empty, unreadable or lossy;
-4 a destination locked by another apply; 5 a destination holding foreign data or a checkpoint of another
-migration; 130 interrupted (Ctrl-C / SIGTERM; apply checkpoints first and resumes on the next run).
-A user mistake prints one line `error: <what>. Fix: <how>` on stderr, never a traceback
-(set V2V_DEBUG=1 to see tracebacks of unexpected errors).
+Exit codes come from `v2v_migrate.errors.exit_code` (the one table): 0 success; 1 unexpected internal
+error; 2 usage / bad input (and click's own usage errors); 3 a store that is missing, empty, unreadable or
+lossy; 4 a destination locked by another apply; 5 foreign data or another migration's checkpoint;
+130 interrupted (Ctrl-C / SIGTERM; apply checkpoints first and resumes on the next run).
+A user mistake prints one line `error: <what>. Fix: <how>` on stderr, never a traceback, with secrets
+masked (set V2V_DEBUG=1 to see tracebacks of unexpected errors).
 """
 from __future__ import annotations
 
@@ -18,13 +17,12 @@ from typing import List, Optional
 
 import typer
 
-from v2v_migrate.errors import (
-    InvalidVectorsError, StoreNotFoundError, UnreadableStoreError, UsageError, V2VError,
-)
+from connectors.errors import InvalidVectorsError, StoreNotFoundError, UnreadableStoreError
+from connectors.secrets import RedactingFilter, redact
+from v2v_migrate.errors import EXIT_INTERRUPTED, KNOWN_ERRORS, UsageError, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Move a vector database to a new embedding model without re-embedding the source text.")
-EXIT_INTERRUPTED = 130
 
 JsonOpt = typer.Option(False, "--json", help="Print a machine-readable JSON summary on stdout.")
 SrcOpt = typer.Option(None, "--source-option", help="Connector option for the source, KEY=VALUE (repeatable).")
@@ -46,7 +44,7 @@ def _progress(as_json: bool) -> bool:
 
 def _options(plan: dict | None, role: str, given: list[str] | None) -> dict:
     from v2v_migrate.plan import plan_get
-    from v2v_migrate.runtime import parse_options
+    from v2v_migrate.stores import parse_options
 
     merged = dict(plan_get(plan, "options", role, {}) or {})
     merged.update(parse_options(given, f"--{role}-option"))
@@ -100,7 +98,9 @@ def train(plan: Optional[Path] = PlanOpt,
           source: Optional[str] = typer.Option(None, help="Store URI of the old-model vectors."),
           target: Optional[str] = typer.Option(None, help="Store URI of new-model vectors."),
           out: Optional[Path] = typer.Option(None, help="Translator directory to write."),
-          method: Optional[str] = typer.Option(None, help="auto|procrustes|ridge|vec2vec|identity|random."),
+          method: Optional[str] = typer.Option(
+              None, help="choose (default: from the known pairs) | auto (unsupervised) | procrustes | ridge | "
+                         "vec2vec | identity | random."),
           pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs (columns source, target)."),
           device: str = typer.Option("auto", help="auto|cpu|cuda."), seed: Optional[int] = typer.Option(None),
           sample_size: Optional[int] = typer.Option(None, help="Vectors sampled per side."),
@@ -116,7 +116,7 @@ def train(plan: Optional[Path] = PlanOpt,
         _need(source or plan_get(p, "source", "uri"), "--source", "train"),
         _need(target or plan_get(p, "target", "uri"), "--target", "train"),
         _need(out or plan_get(p, "train", "translator_dir"), "--out", "train"),
-        method=method or plan_get(p, "train", "method", "auto"), pairs_path=pairs_path,
+        method=method or plan_get(p, "train", "method", "choose"), pairs_path=pairs_path,
         sample_size=sample_size if sample_size is not None else plan_get(p, "train", "sample_size"),
         seed=seed if seed is not None else plan_get(p, "train", "seed", 0), device=device,
         progress=_progress(as_json), source_options=_options(p, "source", source_option),
@@ -160,9 +160,9 @@ def apply(plan: Optional[Path] = PlanOpt,
     dst = _need(dest or plan_get(p, "dest", "uri"), "--dest", "apply")
     if batch_size is None:
         batch_size = plan_get(p, "apply", "batch_size", 1024)
-    common = dict(batch_size=batch_size, device=device,
-                  metric=metric, allow_existing=allow_existing, resume=resume, state_dir=state_dir,
-                  source_options=_options(p, "source", source_option), dest_options=_options(p, "dest", dest_option))
+    common = dict(batch_size=batch_size, device=device, metric=metric, allow_existing=allow_existing,
+                  restart=not resume, state_dir=state_dir, source_options=_options(p, "source", source_option),
+                  dest_options=_options(p, "dest", dest_option))
     if dry_run:
         from v2v_migrate.dry_run import dry_run_apply
 
@@ -171,24 +171,19 @@ def apply(plan: Optional[Path] = PlanOpt,
               f"({r['dest_dim']}-d, {r['dest_metric']}); translated a sample of {r['sample_translated']:,} "
               f"(read {r['read_rate']:,.0f}/s, translate {r['translate_rate']:,.0f}/s); nothing written")
         return
-    from v2v_migrate.apply import apply_migration
-
-    if checkpoint_seconds < 0:
-        raise UsageError(f"--checkpoint-seconds must be >= 0, got {checkpoint_seconds}.", "pass e.g. 2.")
-    if engine not in ("local", "ray"):
-        raise UsageError(f"--engine must be local or ray, got {engine!r}.", "pass --engine local or --engine ray.")
     if engine == "ray":
         from v2v_migrate.ray_apply import run_ray_apply
 
-        if workers < 1:
-            raise UsageError(f"--workers must be >= 1, got {workers}.", "pass e.g. --workers 2.")
         r = run_ray_apply(translator_dir=tdir, source_uri=src, dest_uri=dst, workers=workers, address=address,
                           incremental=incremental, delete_missing=delete_missing,
                           progress=_progress(as_json), **common)
-    else:
+    elif engine == "local":
+        from v2v_migrate.apply import apply_migration
+
         r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
-                            commit_seconds=checkpoint_seconds,
-                            progress=_progress(as_json), **common)
+                            commit_seconds=checkpoint_seconds, progress=_progress(as_json), **common)
+    else:
+        raise UsageError(f"--engine must be local or ray, got {engine!r}.", "pass --engine local or --engine ray.")
     if r.get("already_complete"):
         text = f"nothing to do: {r['dest']} is complete ({r['dest_count']:,} rows); --incremental copies new rows"
     else:
@@ -264,9 +259,9 @@ def translate(translator: Path = typer.Option(..., help="Translator directory.")
     import numpy as np
 
     from connectors.base import validate_vectors
-    from v2v_migrate.runtime import load_translator_on
+    from translators import load_translator
 
-    t = load_translator_on(translator, device)
+    t = load_translator(translator, device)
     x = _load_npy(input, "--input")
     if x.ndim != 2 or x.shape[1] != t.source_dim:
         validate_vectors(x[:1] if x.ndim == 2 else x, t.source_dim, where=str(input))  # raises the typed error
@@ -290,10 +285,10 @@ def evaluate(translator: Path = typer.Option(..., help="Translator directory."),
     import numpy as np
 
     from connectors.base import validate_vectors
+    from translators import load_translator
     from translators.metrics import paired_metrics
-    from v2v_migrate.runtime import load_translator_on
 
-    t = load_translator_on(translator, device)
+    t = load_translator(translator, device)
     x = validate_vectors(np.array(_load_npy(source, "--source")), t.source_dim, where=str(source))
     y = validate_vectors(np.array(_load_npy(target, "--target")), t.target_dim, where=str(target))
     if len(x) != len(y):
@@ -306,11 +301,15 @@ def evaluate(translator: Path = typer.Option(..., help="Translator directory."),
 
 @app.command()
 def demo(out: Path = typer.Option(Path("demo-out"), help="Folder for the demo's stores and report."),
+         rows: Optional[int] = typer.Option(None, help="Use only the first N old and new vectors (a quick "
+                                                       "check; the full demo uses 8,000 of each)."),
          as_json: bool = JsonOpt):
     """End-to-end demo on the bundled reference data: plan, train, apply, report."""
     from v2v_migrate.demo import run_demo
 
-    r = run_demo(str(out), quiet=as_json)  # the demo narrates its steps unless --json
+    if rows is not None and rows < 300:
+        raise UsageError(f"--rows {rows} is too few for a translator.", "pass --rows 300 or more, or omit it.")
+    r = run_demo(str(out), limit=rows, quiet=as_json)  # the demo narrates its steps unless --json
     _emit(r, as_json, f"demo done: verdict {str(r.get('verdict')).upper()}; see {r.get('report_html') or out}")
 
 
@@ -334,13 +333,19 @@ def _click_exception_types() -> tuple[tuple, tuple, tuple]:
     return tuple(exits), tuple(aborts), tuple(errors)
 
 
+def _error(text: str) -> None:
+    """The one way an error reaches the user: one line on stderr, secrets masked."""
+    typer.echo(redact(_one_line(text)), err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and turns every failure into one line and an exit code."""
     exits, aborts, click_errors = _click_exception_types()
     debug = bool(os.environ.get("V2V_DEBUG"))
-    if not debug:
-        import logging
+    import logging
 
+    logging.getLogger().addFilter(RedactingFilter())
+    if not debug:
         # Engines' clients log their retries with tracebacks; our own error line says what matters.
         for name in ("pymilvus", "grpc", "qdrant_client", "httpx", "milvus_lite"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -354,24 +359,24 @@ def main(argv: list[str] | None = None) -> int:
     except click_errors as e:  # unknown option, missing option, bad value
         if not _one_line(e.format_message()):  # no arguments at all: the help was printed
             return 2
-        typer.echo(f"error: {_one_line(e.format_message()).rstrip('.')}. Fix: see `v2v-migrate --help` "
-                   "or `v2v-migrate COMMAND --help`.", err=True)
+        _error(f"error: {_one_line(e.format_message()).rstrip('.')}. Fix: see `v2v-migrate --help` "
+               "or `v2v-migrate COMMAND --help`.")
         code = e.exit_code
-    except V2VError as e:
-        typer.echo(f"error: {_one_line(str(e))}", err=True)
-        code = e.exit_code
+    except KNOWN_ERRORS as e:
+        _error(f"error: {e}")
+        code = exit_code(e)
     except KeyboardInterrupt:
-        typer.echo("error: interrupted. Fix: run the same command again to resume.", err=True)
+        _error("error: interrupted. Fix: run the same command again to resume.")
         code = EXIT_INTERRUPTED
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
-        typer.echo(f"error: {_one_line(e)}. Fix: check the path and its permissions.", err=True)
-        code = StoreNotFoundError.exit_code
+        _error(f"error: {e}. Fix: check the path and its permissions.")
+        code = exit_code(StoreNotFoundError(""))
     except Exception as e:  # a bug, not a user mistake: still one line unless debugging
         if debug:
             raise
-        typer.echo(f"error: unexpected {type(e).__name__}: {_one_line(e)} "
-                   "Fix: rerun with V2V_DEBUG=1 for the traceback and report it.", err=True)
-        code = 1
+        _error(f"error: unexpected {type(e).__name__}: {e} Fix: rerun with V2V_DEBUG=1 for the traceback "
+               "and report it.")
+        code = exit_code(e)
     return code
 
 

@@ -1,6 +1,6 @@
 """`v2v-migrate demo --out DIR`: the whole flow on real data in a few minutes, on CPU.
 
-Data (examples/demo/, made by examples/make_demo_data.py): PyPI package summaries embedded by
+Data (package data in v2v_migrate/demo_data/, made by examples/make_demo_data.py): PyPI package summaries embedded by
 paraphrase-MiniLM-L3-v2 (the OLD model: the store to migrate) and by all-MiniLM-L6-v2 (the NEW model:
 vectors of OTHER texts, i.e. the part of the new store already embedded, plus a held-out set of source
 texts used only by the report as pairs).
@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from v2v_migrate.errors import StoreNotFoundError, UnreadableStoreError, UsageError
+from connectors.errors import StoreNotFoundError, UnreadableStoreError
+from v2v_migrate.errors import UsageError
 
-DATA = Path(__file__).resolve().parent.parent / "examples" / "demo"
+# Package data: found next to this module whether installed from a wheel or run from a checkout.
+DATA = Path(__file__).resolve().parent / "demo_data"
 DATA_FILES = ("source_old.f16.npy", "source.jsonl", "target_new.f16.npy", "target.jsonl",
               "pairs_new.f16.npy", "pairs.jsonl", "info.json")
 
@@ -31,7 +33,7 @@ def _data_dir(data_dir) -> Path:
     missing = [f for f in DATA_FILES if not (d / f).exists()]
     if missing:
         raise StoreNotFoundError(f"demo data in {d} is incomplete (missing {', '.join(missing)}).",
-                                 "run `python examples/make_demo_data.py` from the repository to rebuild it.")
+                                 "reinstall v2v-migrate, or run `python examples/make_demo_data.py` from the repository to rebuild it.")
     return d
 
 

@@ -1,95 +1,60 @@
-"""Typed errors. Every user-facing failure is a V2VError whose message says what went wrong and how to fix it.
+"""The app's own errors, and the one place where every error becomes an exit code.
 
-The CLI catches V2VError, prints one line (`error: <message>`) and exits with the class's exit code, so a
-user mistake never shows a traceback. Library callers can catch the specific subclass.
+The libraries below own their errors (`connectors.errors`, `translators.errors`); the app adds the ones
+only a migration can have (checkpoints, encoders, usage of the workflow) and maps all of them to exit
+codes here, so the CLI, the Ray engine and scripts agree:
+
+  0 ok · 1 internal error · 2 bad input or usage · 3 a store missing, empty, unreadable or lossy ·
+  4 a destination locked by another apply · 5 foreign data or another migration's state · 130 interrupted
 """
 from __future__ import annotations
 
+from connectors import errors as store_errors
+from translators import errors as translator_errors
+
 
 class V2VError(Exception):
-    """Base class. `fix` is a short imperative sentence telling the user what to do."""
-
-    exit_code = 2
+    """Base class of the app's errors. `fix` is a short imperative sentence telling the user what to do."""
 
     def __init__(self, message: str, fix: str | None = None):
-        self.message = message
-        self.fix = fix
+        self.message, self.fix = message, fix
         super().__init__(f"{message} Fix: {fix}" if fix else message)
 
 
 class UsageError(V2VError):
-    """Bad arguments or option combinations."""
-
-
-class UnknownSchemeError(V2VError):
-    """A store URI with a scheme we do not know."""
-
-
-class StoreNotFoundError(V2VError):
-    """A file, folder or collection that does not exist."""
-
-    exit_code = 3
-
-
-class EmptyStoreError(V2VError):
-    """A store with no vectors where vectors are needed."""
-
-    exit_code = 3
-
-
-class UnreadableStoreError(V2VError):
-    """A file or collection that exists but cannot be read (corrupt, unsupported layout)."""
-
-    exit_code = 3
-
-
-class LossyIndexError(V2VError):
-    """A FAISS index whose codes cannot give back the original vectors (PQ, SQ, ...)."""
-
-    exit_code = 3
-
-
-class StoreLockedError(V2VError):
-    """A store (or destination) held by another process."""
-
-    exit_code = 4
-
-
-class DimensionMismatchError(V2VError):
-    """Vectors whose dimension differs from the store's or translator's."""
-
-
-class InvalidVectorsError(V2VError):
-    """NaN/inf vectors, wrong dtype, wrong rank."""
-
-
-class MetricMismatchError(V2VError):
-    """The destination's metric differs from the one asked for."""
-
-
-class IdTypeError(V2VError):
-    """An id that the destination cannot hold."""
-
-
-class DestinationNotEmptyError(V2VError):
-    """A destination that already holds data we did not write."""
-
-    exit_code = 5
+    """Bad arguments or option combinations of a workflow command."""
 
 
 class CheckpointError(V2VError):
-    """A checkpoint that does not belong to this apply (other translator, source or destination)."""
-
-    exit_code = 5
+    """Migration state that belongs to another migration, or that cannot be read."""
 
 
-class TranslatorError(V2VError):
-    """A translator directory that is missing, incomplete or incompatible."""
+class EncoderError(V2VError):
+    """An encoder that cannot be loaded or that answers wrongly (HTTP errors, wrong dimension, no text)."""
 
 
-class TrainingError(V2VError):
-    """Training inputs that cannot give a translator (too few samples, mismatched pairs, ...)."""
+# Every error a user can cause: printed as one line, never as a traceback.
+KNOWN_ERRORS = (V2VError, store_errors.ConnectorError, translator_errors.TranslatorError)
+
+# Most specific first: the first class an error is an instance of gives its exit code.
+_EXIT_CODES = (
+    (store_errors.StoreLockedError, 4),
+    (store_errors.DestinationNotEmptyError, 5),
+    (CheckpointError, 5),
+    (store_errors.StoreNotFoundError, 3),
+    (store_errors.EmptyStoreError, 3),
+    (store_errors.UnreadableStoreError, 3),  # LossyIndexError and TransientStoreError too
+    (KNOWN_ERRORS, 2),
+)
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
 
 
-class CredentialsError(V2VError):
-    """Missing or unreadable credentials for a server store."""
+def exit_code(exc: BaseException) -> int:
+    """The exit code of an error (1 for anything that is not a known error: a bug)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    for classes, code in _EXIT_CODES:
+        if isinstance(exc, classes):
+            return code
+    return EXIT_INTERNAL

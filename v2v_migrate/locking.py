@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from v2v_migrate.checkpoint import dest_key, normalize_uri
-from v2v_migrate.errors import StoreLockedError
+from connectors.errors import StoreLockedError
 
 
 def lock_dir() -> Path:

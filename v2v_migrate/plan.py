@@ -9,23 +9,23 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from connectors.errors import DestinationNotEmptyError, DimensionMismatchError
+from connectors.secrets import clean_options
+from translators.errors import TrainingError
 from v2v_migrate.checkpoint import load_checkpoint, normalize_uri, state_dir_for
-from v2v_migrate.errors import (
-    DestinationNotEmptyError, DimensionMismatchError, TrainingError, UsageError,
-)
-from v2v_migrate.runtime import open_existing
-from v2v_migrate.training import DEFAULT_SAMPLE_SIZE, MIN_ID_PAIRS, choose_method, read_pairs_file
+from v2v_migrate.errors import UsageError
+from v2v_migrate.pairs import read_pairs
+from v2v_migrate.stores import open_existing
+from v2v_migrate.training import DEFAULT_SAMPLE_SIZE, MIN_ID_PAIRS, choose_method
 
 PLAN_VERSION = 1
 QUEUE_DEPTH = 4
-_SECRET = re.compile(r"(?i)(token|key|secret|password|passwd|pwd|auth|credential)")
 
 
 def _vector_stats(vectors: np.ndarray) -> dict:
@@ -67,10 +67,6 @@ def _translate_rate(d_s: int, d_t: int, rows: int) -> float:
     return rows / max(time.perf_counter() - t0, 1e-9)
 
 
-def _clean_options(options: dict | None) -> dict:
-    return {k: v for k, v in (options or {}).items() if not _SECRET.search(k) and v is not None}
-
-
 def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: str | None = None,
               translator_dir: str | None = None, allow_existing: bool = False, batch_size: int = 1024,
               metric: str | None = None, sample_size: int | None = None, seed: int = 0,
@@ -93,12 +89,7 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
         # Pairs: a file, or ids both stores hold (probed on the source sample).
         n_pairs, pairs_from = 0, "none"
         if pairs_path:
-            xp, yp = read_pairs_file(pairs_path)
-            if xp.shape[1] != src["dim"] or yp.shape[1] != tgt["dim"]:
-                raise DimensionMismatchError(
-                    f"Pairs file holds {xp.shape[1]}-d -> {yp.shape[1]}-d pairs, the stores are "
-                    f"{src['dim']}-d -> {tgt['dim']}-d.", "give pairs of the source and target models.")
-            n_pairs, pairs_from = len(xp), "file"
+            n_pairs, pairs_from = len(read_pairs(pairs_path, src["dim"], tgt["dim"])), "file"
         overlap = len(target.get(list(s_sample.ids[:1000]))) if len(s_sample) else 0
         size = int(sample_size or min(DEFAULT_SAMPLE_SIZE, max(src["count"], tgt["count"])))
         if not pairs_path and overlap:
@@ -159,8 +150,8 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
                       "translator_dir": str(Path(translator_dir or "translator").resolve())},
             "apply": {"batch_size": int(batch_size), "metric": out_metric},
             "estimate": estimate,
-            "options": {"source": _clean_options(source_options), "target": _clean_options(target_options),
-                        "dest": _clean_options(dest_options)},
+            "options": {"source": clean_options(source_options), "target": clean_options(target_options),
+                        "dest": clean_options(dest_options)},
         }
         if pairs_path:
             plan["train"]["pairs_path"] = str(Path(pairs_path).resolve())

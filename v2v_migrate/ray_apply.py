@@ -31,9 +31,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from v2v_migrate.errors import CheckpointError, DimensionMismatchError, UsageError
+from v2v_migrate.errors import KNOWN_ERRORS, UsageError
+from v2v_migrate.preflight import RAY_CURSOR_KEY
 
-RAY_CURSOR_KEY = "ray_shards"
 # Rows per actor call: big enough to amortise a Ray round trip, small enough to keep memory bounded.
 CHUNK_ROWS = 8192
 # Shards per worker: more shards than workers balances uneven shards (IVF lists) without tiny reads.
@@ -105,12 +105,10 @@ def ray_get(refs):
     """ray.get that re-raises our typed errors as themselves (Ray wraps them in RayTaskError)."""
     import ray
 
-    from v2v_migrate.errors import V2VError
-
     try:
         return ray.get(refs)
     except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, V2VError):
+        if isinstance(e.cause, KNOWN_ERRORS):
             raise e.cause from None
         raise
 
@@ -123,8 +121,6 @@ class RayApply:
                  allow_existing=False, metric=None, progress=False, read_by="auto"):
         if int(workers) < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}.", "pass --workers 1 or more.")
-        if int(batch_size) < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {batch_size}.", "pass a positive batch size.")
         self.translator_dir, self.source_uri, self.dest_uri = str(translator_dir), source_uri, dest_uri
         self.state_dir, self.batch_size, self.workers = state_dir, int(batch_size), int(workers)
         self.address, self.device, self.restart = address, device, bool(restart)
@@ -137,79 +133,27 @@ class RayApply:
         self.parallel_read = source_is_parallel_readable(source_uri) if read_by == "auto" else read_by == "workers"
 
     def run(self) -> dict:
-        """Same checks and order as the local engine (`apply.apply_migration`), then the sharded run."""
-        from connectors import open_store
-        from connectors.base import check_metric
-        from v2v_migrate.apply import _check_dest_compatible
-        from v2v_migrate.checkpoint import normalize_uri, state_dir_for
-        from v2v_migrate.errors import DestinationNotEmptyError
-        from v2v_migrate.locking import DestinationLock
-        from v2v_migrate.runtime import load_translator_on, open_existing, translator_fingerprint
+        """The local engine's pre-flight (`v2v_migrate.preflight`), then the sharded run."""
+        from v2v_migrate.preflight import prepare_apply
 
-        if normalize_uri(self.source_uri) == normalize_uri(self.dest_uri):
-            raise UsageError("The source and the destination are the same store.",
-                             "write to a new destination; the source stays read-only.")
         t_start = time.monotonic()
         # The driver only needs the translator's dims and fingerprint: keep it on the CPU.
-        translator = load_translator_on(self.translator_dir, "cpu")
-        self.fingerprint = translator_fingerprint(translator)
-        source = open_existing(self.source_uri, "source", self.source_options)
-        dest = None
-        try:
-            if source.dim != translator.source_dim:
-                raise DimensionMismatchError(
-                    f"The source holds {source.dim}-d vectors but the translator expects "
-                    f"{translator.source_dim}-d.", "use the translator trained for this source "
-                    "(v2v-migrate train --source ...).")
-            dest = open_store(self.dest_uri, **self.dest_options)
-            with DestinationLock(self.dest_uri):
-                state = state_dir_for(self.dest_uri, self.state_dir)
-                cp, owned = self._load_checkpoint(state)
-                dest_exists = dest.exists()
-                if dest_exists:
-                    _check_dest_compatible(dest, translator.target_dim, self.metric)
-                    if not owned and not self.allow_existing and dest.count() > 0:
-                        raise DestinationNotEmptyError(
-                            f"Destination {self.dest_uri} already holds {dest.count()} vectors that this "
-                            "migration did not write.",
-                            "choose a new destination, or pass --allow-existing to write into it.")
-                else:
-                    dest.create(translator.target_dim, check_metric(self.metric or source.metric),
-                                id_type=source.id_type, exist_ok=True)
-                summary = self._run(state, cp, source, dest, created_dest=not dest_exists)
-        finally:
-            source.close()
-            if dest is not None:
-                dest.close()
+        with prepare_apply(self.translator_dir, self.source_uri, self.dest_uri, batch_size=self.batch_size,
+                           device="cpu", metric=self.metric, allow_existing=self.allow_existing,
+                           restart=self.restart, state_dir=self.state_dir, source_options=self.source_options,
+                           dest_options=self.dest_options, engine="ray") as job:
+            self.fingerprint = job.fingerprint
+            summary = self._run(job)
         seconds = time.monotonic() - t_start
         # rate as the local engine reports it: rows over the streaming loop, start-up left out.
         loop = summary.get("loop_seconds") or seconds
         summary.update(seconds=round(seconds, 3), rate=round(summary["rows_read"] / max(loop, 1e-9), 1))
         return summary
 
-    def _load_checkpoint(self, state):
-        """(checkpoint or None, whether a v2v apply wrote this destination) — as the local engine decides."""
-        from v2v_migrate.checkpoint import load_checkpoint, remove_checkpoint
+    def _run(self, job) -> dict:
+        from v2v_migrate.checkpoint import Checkpoint
 
-        cp = load_checkpoint(state)
-        owned = cp is not None
-        if cp is not None:
-            why = cp.belongs_to(self.source_uri, self.dest_uri, self.fingerprint)
-            if why and not self.restart:
-                raise CheckpointError(f"The checkpoint in {state} does not belong to this apply: {why}.",
-                                      "rerun with --restart to start over (it overwrites by id), "
-                                      "or pass the original --translator/--source.")
-            if why or self.restart:
-                remove_checkpoint(state)
-                cp = None
-        if cp is not None and cp.incremental and not cp.completed:
-            raise CheckpointError(f"The checkpoint in {state} is from an unfinished --incremental run.",
-                                  "finish it with --engine local, or rerun with --restart.")
-        return cp, owned
-
-    def _run(self, state, cp, source, dest, created_dest: bool) -> dict:
-        from v2v_migrate.checkpoint import Checkpoint, normalize_uri
-
+        state, cp, source, dest = job.state, job.checkpoint, job.source, job.dest
         shards = None
         if cp is not None and not cp.completed:
             shards = shards_from_checkpoint(cp.cursor, cp.rows_read)
@@ -217,9 +161,9 @@ class RayApply:
                 shards = None  # a local run on a source that cannot resume mid-stream: start over
         resumed = shards is not None
         if cp is None or not resumed and not cp.completed:
-            cp = Checkpoint(normalize_uri(self.source_uri), normalize_uri(self.dest_uri), self.fingerprint)
+            cp = Checkpoint(job.source_uri, job.dest_uri, self.fingerprint)
         summary = {"source": cp.source_uri, "dest": cp.dest_uri, "translator_fingerprint": self.fingerprint,
-                   "state_dir": str(state), "created_dest": created_dest, "resumed": resumed,
+                   "state_dir": str(state), "created_dest": job.created_dest, "resumed": resumed,
                    "resumed_after_rows": cp.rows_read if resumed else 0, "incremental": False,
                    "rows_read": 0, "rows_written": 0, "rows_skipped": 0, "interrupted": False,
                    "engine": "ray", "workers": self.workers}
@@ -420,22 +364,14 @@ class _Committer:
         save_checkpoint(self.state, self.cp)
 
 
-def run_ray_apply(*, translator_dir, source_uri, dest_uri, state_dir=None, batch_size=1024, workers=2,
-                  address=None, device="auto", restart=False, source_options=None, dest_options=None,
-                  resume: bool | None = None, incremental: bool = False, delete_missing: bool = False,
+def run_ray_apply(*, translator_dir, source_uri, dest_uri, incremental: bool = False, delete_missing: bool = False,
                   **options) -> dict:
     """Entry point for `v2v-migrate apply --engine ray [--address ADDR] [--workers N]`.
 
-    Takes the local engine's keywords too (`resume`, `metric`, `allow_existing`, `progress`), so the CLI
-    can pass it the same options; `resume=False` is `restart=True`. Returns the local engine's summary
-    plus `engine`, `workers`, `device`, `shards`, `read_by`, `startup_seconds`, `loop_seconds`.
+    Takes RayApply's keywords (the local engine's, plus `workers`, `address`, `read_by`). Returns the local
+    engine's summary plus `engine`, `workers`, `device`, `shards`, `read_by`, `startup_seconds`, `loop_seconds`.
     """
     if incremental or delete_missing:
         raise UsageError("--incremental and --delete-missing run on the local engine only.",
                          "drop --engine ray (or the --incremental option).")
-    if resume is not None:
-        restart = restart or not resume
-    return RayApply(translator_dir=translator_dir, source_uri=source_uri, dest_uri=dest_uri,
-                    state_dir=state_dir, batch_size=batch_size, workers=workers, address=address,
-                    device=device, restart=restart, source_options=source_options,
-                    dest_options=dest_options, **options).run()
+    return RayApply(translator_dir=translator_dir, source_uri=source_uri, dest_uri=dest_uri, **options).run()

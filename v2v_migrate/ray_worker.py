@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from v2v_migrate.errors import TranslatorError
+from translators.errors import TranslatorFileError
 
 # A translator directory is a few small files (config, weights, metrics); refuse to ship anything odd.
 _MAX_TRANSLATOR_BYTES = 2 << 30
@@ -27,7 +27,7 @@ def pack_translator_dir(path: str | os.PathLike) -> dict[str, bytes]:
     path = Path(path)
     files = {f.name: f.read_bytes() for f in sorted(path.iterdir()) if f.is_file()}
     if sum(len(b) for b in files.values()) > _MAX_TRANSLATOR_BYTES:
-        raise TranslatorError(f"translator directory {str(path)!r} holds more than 2 GiB.",
+        raise TranslatorFileError(f"translator directory {str(path)!r} holds more than 2 GiB.",
                               "pass the folder written by `v2v-migrate train --out`, nothing else.")
     return files
 
@@ -77,7 +77,7 @@ class ShardWorker:
 
     def setup(self) -> str:
         """Load the translator (on `device`) and open the source; returns the device in use."""
-        from translators.io import load_translator
+        from translators import load_translator
 
         translator_files, fingerprint, source_uri, source_options, device, torch_threads = self._args
         if torch_threads:
@@ -91,7 +91,7 @@ class ShardWorker:
             shutil.rmtree(tmp, ignore_errors=True)
         if self.translator.fingerprint != fingerprint:
             # Another torch/numpy build on a cluster node can change what the bytes mean: refuse early.
-            raise TranslatorError("a Ray worker rebuilt the translator with another fingerprint.",
+            raise TranslatorFileError("a Ray worker rebuilt the translator with another fingerprint.",
                                   "install the same v2v-migrate, torch and numpy versions on every Ray node.")
         self.translator.to(device)
         if source_uri is not None:
@@ -99,7 +99,7 @@ class ShardWorker:
 
             self.source = open_store(source_uri, **(source_options or {}))
             if not self.source.exists():
-                from v2v_migrate.errors import StoreNotFoundError
+                from connectors.errors import StoreNotFoundError
 
                 raise StoreNotFoundError(f"a Ray worker cannot see the source {source_uri}.",
                                          "put the source on storage every Ray node mounts at the same path.")

@@ -24,14 +24,21 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
+from connectors.errors import ConnectorError, DimensionMismatchError
+from connectors.secrets import clean_uri
+from translators import load_translator
+from translators.arrays import unit
+from translators.metrics import similarity, topk_rows
 from v2v_migrate import report_integrity as ri
 from v2v_migrate import report_metrics as rm
-from v2v_migrate.errors import DimensionMismatchError, StoreNotFoundError, UsageError, V2VError
+from v2v_migrate.errors import UsageError
+from v2v_migrate.pairs import Pairs, read_pairs, shared_id_pairs
+from v2v_migrate.stores import open_existing
 
 MAX_PAIRS = 8192      # candidate pool, as in the vec2vec paper
 MAX_QUERIES = 1000    # retention queries
@@ -79,22 +86,6 @@ def _split_kv(s: str):
     return key, value
 
 
-def redact(uri: str | None) -> str | None:
-    """URIs never carry credentials by design; strip user:password@ anyway before writing them out."""
-    return None if uri is None else re.sub(r"//[^/@\s]*@", "//***@", str(uri))
-
-
-# ---- inputs ------------------------------------------------------------------------------------------------
-def _open(uri: str, options: dict | None, what: str):
-    from connectors import open_store
-
-    store = open_store(uri, **(options or {}))
-    if not store.exists():
-        raise StoreNotFoundError(f"{what} store {redact(uri)!r} does not exist.",
-                                 f"check the {what} URI (for the destination: run `v2v-migrate apply` first).")
-    return store
-
-
 def _role_options(store_options) -> dict:
     """Options per store: {'source': {...}, 'target': {...}, 'dest': {...}}, or one dict used for all three."""
     o = dict(store_options or {})
@@ -102,68 +93,6 @@ def _role_options(store_options) -> dict:
     if o and set(o) <= set(roles):
         return {r: dict(o.get(r) or {}) for r in roles}
     return {r: dict(o) for r in roles}
-
-
-def _load_translator(translator_dir):
-    if callable(translator_dir) and not isinstance(translator_dir, (str, Path)):
-        return translator_dir  # an in-memory Translator (library use)
-    from translators.io import load_translator
-
-    return load_translator(translator_dir)
-
-
-def _pairs_from_parquet(path, translator) -> dict:
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    if not p.exists():
-        raise StoreNotFoundError(f"pairs file {str(p)!r} does not exist.", "pass a Parquet file with columns source, target.")
-    table = pq.read_table(p)
-    missing = {"source", "target"} - set(table.column_names)
-    if missing:
-        raise UsageError(f"pairs file {str(p)!r} lacks column(s) {sorted(missing)}.",
-                         "write it with list<float> columns named source and target (same rows, same texts).")
-    x = np.asarray(table.column("source").to_pylist(), dtype=np.float32)
-    y = np.asarray(table.column("target").to_pylist(), dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != translator.source_dim or y.ndim != 2 or y.shape[1] != translator.target_dim:
-        raise DimensionMismatchError(
-            f"pairs file vectors {x.shape} -> {y.shape} do not fit the translator "
-            f"({translator.source_dim} -> {translator.target_dim}).",
-            "pass pairs embedded by the translator's source model (source) and target model (target).")
-    has_ids = "id" in table.column_names  # optional: ids of the source rows, to show their payloads
-    ids = table.column("id").to_pylist() if has_ids else list(range(len(x)))
-    return {"origin": "parquet", "ids": ids, "x": x, "y": y, "payloads": None, "has_ids": has_ids}
-
-
-def _pairs_from_target(source, target, source_sample) -> dict:
-    """Ids present in both stores: look up the source sample in the target, and a target sample in the source."""
-    got = target.get(list(source_sample.ids))
-    pos = {x: i for i, x in enumerate(source_sample.ids)}
-    ids, xs, ys, pays = [], [], [], []
-    for j, x in enumerate(got.ids):
-        ids.append(x)
-        xs.append(source_sample.vectors[pos[x]])
-        ys.append(got.vectors[j])
-        pays.append(source_sample.payloads[pos[x]] if source_sample.payloads else None)
-    if len(ids) < MAX_PAIRS:
-        tsample = target.sample(MAX_PAIRS, seed=1)
-        seen = set(ids)
-        want = [x for x in tsample.ids if x not in seen]
-        back = source.get(want) if want else None
-        if back is not None and len(back):
-            tpos = {x: i for i, x in enumerate(tsample.ids)}
-            for j, x in enumerate(back.ids):
-                ids.append(x)
-                xs.append(back.vectors[j])
-                ys.append(tsample.vectors[tpos[x]])
-                pays.append(back.payloads[j] if back.payloads else None)
-    if not ids:
-        return {"origin": None, "n": 0}
-    d = source.dim
-    return {"origin": "target-store", "ids": ids[:MAX_PAIRS],
-            "x": np.asarray(xs[:MAX_PAIRS], dtype=np.float32).reshape(-1, d),
-            "y": np.asarray(ys[:MAX_PAIRS], dtype=np.float32).reshape(-1, target.dim),
-            "payloads": pays[:MAX_PAIRS] if any(p is not None for p in pays) else None}
 
 
 # ---- measurements ----------------------------------------------------------------------------------------
@@ -193,22 +122,22 @@ def _health(translator, sample, translated, source_metric, target_sample, metric
     return out
 
 
-def _quality(translator, pairs: dict, source_metric: str, metric: str, seed: int, source=None) -> dict:
+def _quality(translator, pairs: Pairs, source_metric: str, metric: str, seed: int, source=None) -> dict:
     from translators.metrics import paired_metrics, ranks
 
-    x, y = pairs["x"], pairs["y"]
+    x, y = pairs.x, pairs.y
     pred = translator(x)
     n = len(x)
     paired = paired_metrics(pred, y, pool=MAX_PAIRS)
     r = ranks(pred, y, pool=MAX_PAIRS)
-    cos = np.sum(rm.unit(pred) * rm.unit(y), axis=1)
+    cos = np.sum(unit(pred) * unit(y), axis=1)
     rng = np.random.default_rng(seed)
     qrows = np.sort(rng.choice(n, min(n, MAX_QUERIES), replace=False))
     curve = rm.recall_curve(y[qrows], qrows, y, pred, metric, max_k=100)
     r10 = float(curve[9]) if len(curve) >= 10 else None
     exact_true = 1.0  # exact search over the true vectors finds the ground truth by definition
     out = {
-        "pairs": n, "queries": int(len(qrows)), "origin": pairs["origin"], "metric": metric,
+        "pairs": n, "queries": int(len(qrows)), "origin": pairs.origin, "metric": metric,
         **{k: paired[k] for k in ("mean_cosine", "top1", "mean_rank", "pool")},
         "recall_at_10": r10, "recall_at_10_true": exact_true,
         "retention": None if r10 is None else r10 / exact_true,
@@ -237,19 +166,19 @@ def _examples(pairs, pred, qrows, metric, source=None) -> list[dict]:
     the HTML). Pairs from a file carry no payloads: they are looked up in the source by id when it has them."""
     picks = []
     for j in qrows[:EXAMPLES]:
-        st = rm.similarity(pairs["y"][j:j + 1], pairs["y"], metric)[0]
-        sp = rm.similarity(pairs["y"][j:j + 1], pred, metric)[0]
+        st = similarity(pairs.y[j:j + 1], pairs.y, metric)[0]
+        sp = similarity(pairs.y[j:j + 1], pred, metric)[0]
         st[j] = sp[j] = -np.inf
-        picks.append((int(j), rm.topk_rows(st[None], 3)[0].tolist(), rm.topk_rows(sp[None], 3)[0].tolist()))
+        picks.append((int(j), topk_rows(st[None], 3)[0].tolist(), topk_rows(sp[None], 3)[0].tolist()))
     needed = sorted({i for j, a, b in picks for i in [j, *a, *b]})
-    ids = pairs["ids"]
-    if pairs.get("payloads"):
-        pay = {i: pairs["payloads"][i] for i in needed}
-    elif source is not None and pairs["origin"] == "parquet" and pairs.get("has_ids"):
+    ids = pairs.ids if pairs.ids is not None else list(range(len(pairs)))
+    if pairs.payloads:
+        pay = {i: pairs.payloads[i] for i in needed}
+    elif source is not None and pairs.ids is not None:
         try:
             got = source.get([ids[i] for i in needed])
             by_id = dict(zip(got.ids, got.payloads or [None] * len(got.ids)))
-        except V2VError:
+        except ConnectorError:
             by_id = {}
         pay = {i: by_id.get(ids[i]) for i in needed}
     else:
@@ -317,14 +246,31 @@ def build_report(*, translator_dir, source_uri, out_dir, dest_uri=None, target_u
     th = parse_thresholds(thresholds)
     if int(sample_size) < 2:
         raise UsageError(f"sample_size {sample_size} is too small.", "use at least 100 (default 2000).")
-    translator = _load_translator(translator_dir)
-    opts = _role_options(store_options)
-    source = _open(source_uri, opts["source"], "source")
+    with ExitStack() as stack:
+        return _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pairs_path, sample_size,
+                      th, json_only, _role_options(store_options), seed)
+
+
+def _open(stack: ExitStack, uri: str | None, options: dict, role: str):
+    if not uri:
+        return None
+    store = open_existing(uri, role, options, allow_empty=True)
+    stack.callback(store.close)
+    return store
+
+
+def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pairs_path, sample_size, th,
+           json_only, opts, seed) -> dict:
+    if callable(translator_dir) and not isinstance(translator_dir, (str, Path)):
+        translator = translator_dir  # an in-memory Translator (library use)
+    else:
+        translator = load_translator(translator_dir)
+    source = _open(stack, source_uri, opts["source"], "source")
     if source.dim != translator.source_dim:
         raise DimensionMismatchError(f"source vectors have dimension {source.dim} but the translator expects "
                                      f"{translator.source_dim}.", "pass the translator trained for this source.")
-    target = _open(target_uri, opts["target"], "target") if target_uri else None
-    dest = _open(dest_uri, opts["dest"], "destination") if dest_uri else None
+    target = _open(stack, target_uri, opts["target"], "target")
+    dest = _open(stack, dest_uri, opts["dest"], "destination")
     metric = dest.metric if dest else (target.metric if target else "cosine")
 
     sample = source.sample(int(sample_size), seed=seed)
@@ -338,9 +284,9 @@ def build_report(*, translator_dir, source_uri, out_dir, dest_uri=None, target_u
                        "fingerprint": getattr(translator, "fingerprint", None),
                        "source_dim": translator.source_dim, "target_dim": translator.target_dim,
                        "train_metrics": translator.metrics},
-        "source": {"uri": redact(source_uri), "count": source.count(), "dim": source.dim, "metric": source.metric},
-        "target": {"uri": redact(target_uri), "count": target.count(), "metric": target.metric} if target else None,
-        "dest": {"uri": redact(dest_uri), "count": dest.count(), "metric": dest.metric} if dest else None,
+        "source": {"uri": clean_uri(source_uri), "count": source.count(), "dim": source.dim, "metric": source.metric},
+        "target": {"uri": clean_uri(target_uri), "count": target.count(), "metric": target.metric} if target else None,
+        "dest": {"uri": clean_uri(dest_uri), "count": dest.count(), "metric": dest.metric} if dest else None,
         "metric": metric,
         "sample_rows": [{"id": ri._jsonable_id(sample.ids[i]),
                          "payload": sample.payloads[i] if sample.payloads else None} for i in range(min(EXAMPLES, len(sample)))],
@@ -348,25 +294,23 @@ def build_report(*, translator_dir, source_uri, out_dir, dest_uri=None, target_u
     }
     pairs = None
     if pairs_path:
-        pairs = _pairs_from_parquet(pairs_path, translator)
+        pairs = read_pairs(pairs_path, translator.source_dim, translator.target_dim)
     elif target is not None:
-        pairs = _pairs_from_target(source, target, sample)
-    report["pairs"] = {"origin": pairs.get("origin") if pairs else None, "n": len(pairs["x"]) if pairs and "x" in pairs else 0}
+        pairs = shared_id_pairs(source, target, sample, MAX_PAIRS)
+    report["pairs"] = {"origin": pairs.origin if pairs is not None and len(pairs) else None,
+                       "n": len(pairs) if pairs is not None else 0}
     report["quality"] = _quality(translator, pairs, source.metric, metric, seed, source) if report["pairs"]["n"] >= 2 else None
     if dest is not None:
         report["integrity"] = {"source_count": report["source"]["count"], "dest_count": report["dest"]["count"],
                                "counts_equal": report["source"]["count"] == report["dest"]["count"],
                                "rows": ri.check_rows(sample, dest, translator, th["vector_tolerance"])}
-        queries = pairs["y"][:ANN_QUERIES] if report["quality"] else translated[:ANN_QUERIES]
+        queries = pairs.y[:ANN_QUERIES] if report["quality"] else translated[:ANN_QUERIES]
         report["ann"] = ri.ann_recall(dest, queries, k=10)
         report["ann"]["queries_from"] = "pair new-model vectors" if report["quality"] else "translated sample rows"
     else:
         report["integrity"] = report["ann"] = None
     report["thresholds"] = th
     report["verdict"] = verdict(report, th)
-    for s in (source, target, dest):
-        if s is not None:
-            s.close()
     return write_report(report, out_dir, json_only=json_only)
 
 

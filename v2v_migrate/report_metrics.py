@@ -8,32 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from translators.arrays import unit
+from translators.metrics import overlap_at_k, similarity, topk_rows
+
 _BLOCK = 256  # query rows scored at once
-
-
-def unit(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float32)
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-
-
-def similarity(queries: np.ndarray, docs: np.ndarray, metric: str) -> np.ndarray:
-    """(q, n) similarity matrix, larger = closer, for metric cosine | ip | l2."""
-    q = np.asarray(queries, dtype=np.float32)
-    d = np.asarray(docs, dtype=np.float32)
-    if metric == "cosine":
-        return unit(q) @ unit(d).T
-    if metric == "ip":
-        return q @ d.T
-    # -(|q|^2 - 2 q.d + |d|^2); the |q|^2 term is constant per row and dropped (ranking unchanged).
-    return 2.0 * (q @ d.T) - np.sum(d * d, axis=1)[None, :]
-
-
-def topk_rows(sims: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest entries of each row, best first."""
-    k = min(k, sims.shape[1])
-    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
 
 
 def recall_curve(queries: np.ndarray, query_rows: np.ndarray, true_docs: np.ndarray,
@@ -75,21 +53,7 @@ def neighbour_overlap(a: np.ndarray, a_metric: str, b: np.ndarray, b_metric: str
 
     Rows of a and b are two versions of the same items (e.g. source vectors and their translations).
     """
-    n = len(a)
-    k = int(min(k, n - 1))
-    out = np.zeros(n, dtype=np.float64)
-    if k < 1:
-        return out
-    for s in range(0, n, _BLOCK):
-        e = min(s + _BLOCK, n)
-        sa, sb = similarity(a[s:e], a, a_metric), similarity(b[s:e], b, b_metric)
-        idx = np.arange(e - s)
-        sa[idx, idx + s] = -np.inf
-        sb[idx, idx + s] = -np.inf
-        ta, tb = topk_rows(sa, k), topk_rows(sb, k)
-        for i, (ra, rb) in enumerate(zip(ta, tb)):
-            out[s + i] = len(np.intersect1d(ra, rb, assume_unique=True)) / k
-    return out
+    return overlap_at_k(a, a, b, b, k, a_metric, b_metric, self_rows=np.arange(len(a)))
 
 
 def nearest_similarity(queries: np.ndarray, docs: np.ndarray, metric: str = "cosine") -> np.ndarray:

@@ -10,11 +10,10 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 from v2v_migrate.checkpoint import normalize_uri
-from v2v_migrate.errors import StoreNotFoundError, TrainingError, UnreadableStoreError
-from v2v_migrate.runtime import open_existing
+from v2v_migrate.errors import UsageError
+from v2v_migrate.pairs import pairs_by_id, read_pairs
+from v2v_migrate.stores import open_existing
 
 DEFAULT_SAMPLE_SIZE = 50_000
 # Fewer id-overlap pairs than this are noise, not supervision: they are ignored.
@@ -26,46 +25,9 @@ MIN_ID_PAIRS = 32
 # 0.210). With 2,000 (S5-5) auto still kept more on mpnet->minilm (0.476 / 0.450) and ridge slightly more on
 # l3->minilm (0.335 / 0.331) and minilm->e5 (0.234 / 0.225): the crossover lies near 2,000 on two of three.
 SUPERVISED_PAIRS = 3_000
-
-
-def read_pairs_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Parquet with list<float> columns `source` and `target` -> two float32 arrays (validated by fit)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    if not p.exists():
-        raise StoreNotFoundError(f"Pairs file {p} does not exist.", "fix --pairs (a Parquet file).")
-    try:
-        table = pq.read_table(p, columns=["source", "target"])
-    except (pa.ArrowInvalid, OSError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UnreadableStoreError(f"Pairs file {p} is not readable as Parquet with columns source/target "
-                                   f"({first}).", "write it with list<float> columns `source` and `target`.")
-    out = []
-    for col in ("source", "target"):
-        values = table.column(col).combine_chunks()
-        try:
-            flat = np.asarray(values.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-            lengths = set(values.value_lengths().to_pylist()) if len(values) else {0}
-        except (AttributeError, pa.ArrowInvalid, TypeError, ValueError):
-            raise UnreadableStoreError(f"Pairs file {p}: column {col!r} is not a list of floats.",
-                                       "store each vector as list<float>.") from None
-        if len(lengths) != 1 or None in lengths:
-            raise UnreadableStoreError(f"Pairs file {p}: column {col!r} mixes vector lengths {sorted(lengths)}.",
-                                       "give every row the model's full dimension.")
-        out.append(flat.reshape(len(values), lengths.pop()))
-    return out[0], out[1]
-
-
-def pairs_from_ids(source_sample, target) -> tuple[np.ndarray, np.ndarray] | None:
-    """Rows of the source sample whose id the target also holds -> (X, Y) aligned; None when too few."""
-    found = target.get(list(source_sample.ids))
-    if len(found) < MIN_ID_PAIRS:
-        return None
-    row_of = {x: i for i, x in enumerate(source_sample.ids)}
-    rows = [row_of[x] for x in found.ids]
-    return source_sample.vectors[rows], np.asarray(found.vectors, dtype=np.float32)
+# The CLI's default method: pick one from the known pairs (choose_method); every other name is a
+# translators method (`auto` is the unsupervised one).
+CHOOSE = "choose"
 
 
 def choose_method(n_pairs: int) -> tuple[str, str]:
@@ -109,7 +71,7 @@ def health_summary(metrics: dict) -> tuple[str | None, str | None]:
     return line, warning
 
 
-def train_translator(source_uri: str, target_uri: str, out_dir: str | os.PathLike, *, method: str = "auto",
+def train_translator(source_uri: str, target_uri: str, out_dir: str | os.PathLike, *, method: str = "choose",
                      pairs_path: str | os.PathLike | None = None, sample_size: int | None = None, seed: int = 0,
                      device: str = "auto", progress: bool = False, source_options: dict | None = None,
                      target_options: dict | None = None) -> dict:
@@ -118,22 +80,31 @@ def train_translator(source_uri: str, target_uri: str, out_dir: str | os.PathLik
 
     t0 = time.monotonic()
     if sample_size is not None and sample_size < 1:
-        raise TrainingError(f"--sample-size must be positive, got {sample_size}.", "pass e.g. --sample-size 20000.")
+        raise UsageError(f"--sample-size must be positive, got {sample_size}.", "pass e.g. --sample-size 20000.")
+    if method != CHOOSE and method not in translators.METHODS:
+        raise UsageError(f"Unknown method {method!r}.",
+                         f"use {CHOOSE} (the default: picked from the known pairs) or one of "
+                         f"{', '.join(translators.METHODS)}.")
     source = open_existing(source_uri, "source", source_options)
     target = open_existing(target_uri, "target", target_options)
     try:
         n = sample_size or DEFAULT_SAMPLE_SIZE
         src = source.sample(min(n, source.count()), seed=seed)
         tgt = target.sample(min(n, target.count()), seed=seed)
-        pairs, pairs_from = None, "none"
+        pairs = None
         if pairs_path:
-            pairs, pairs_from = read_pairs_file(pairs_path), f"file {Path(pairs_path).name}"
+            known = read_pairs(pairs_path, source.dim, target.dim)
+            pairs_from = f"file {Path(pairs_path).name}"
         else:
-            pairs = pairs_from_ids(src, target)
-            pairs_from = "ids in both stores" if pairs is not None else "none"
+            known = pairs_by_id(src, target)
+            if len(known) < MIN_ID_PAIRS:
+                known = None  # a handful of shared ids is noise, not supervision
+            pairs_from = "ids in both stores" if known is not None else "none"
+        if known is not None:
+            pairs = (known.x, known.y)
         n_pairs = 0 if pairs is None else len(pairs[0])
         reason = f"method {method!r} asked for"
-        if method == "auto":
+        if method == CHOOSE:
             method, reason = choose_method(n_pairs)
         translator = translators.fit(src.vectors, tgt.vectors, method=method, pairs=pairs, seed=seed,
                                      device=device, progress=progress)

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-# run as a script, sys.path[0] is benchmarks/, whose connectors.py would shadow the connectors package
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+# The repo first (its packages), then benchmarks/ (shared_data.py; its connectors.py must not shadow the package).
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 
-from translators.anchors import init_candidates  # noqa: E402
+from anchors import init_candidates  # noqa: E402
 from translators.linear import procrustes, to_fit_space, unit
 from translators.metrics import paired_metrics
 from translators.unsupervised import _criterion, _refine_linear
-from v2v_migrate import shared_data
+import shared_data
 
 PAIRS = "minilm:e5,e5:minilm,minilm:mpnet,mpnet:minilm,l3:minilm"
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-# the repo root first: a script's own folder leads sys.path, and benchmarks/ holds a connectors.py
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The repo first (its packages), then benchmarks/ (shared_data.py; its connectors.py must not shadow the package).
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 
 from translators import fit  # noqa: E402
 from translators.metrics import paired_metrics  # noqa: E402
 from translators.refine import refine_translator  # noqa: E402
-from v2v_migrate import shared_data as sd  # noqa: E402
+import shared_data as sd  # noqa: E402
 
 
 def row(name, m, secs=None):

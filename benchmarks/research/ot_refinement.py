@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The repo first (its packages), then benchmarks/ (shared_data.py; its connectors.py must not shadow the package).
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 
 from translators.linear import procrustes, side_stats, to_fit_space, unit  # noqa: E402
 from translators.matching import csls_mutual_nn, similarity_profiles  # noqa: E402
 from translators.unsupervised import (_criterion, _gw_init, _refine_linear, _refine_ot,  # noqa: E402
                                       _stochastic_induction)
-from v2v_migrate import shared_data  # noqa: E402
+import shared_data  # noqa: E402
 
 
 def load(src, tgt, n, seed=0):

@@ -1,0 +1,124 @@
+"""The one pre-flight of `apply`: every check made before a row is written, shared by the local engine,
+the Ray engine and the dry run (which runs it without the lock and without creating anything).
+
+In order: options, source != destination, the translator (its fingerprint names the migration), the
+source (exists, has rows, fits the translator), the destination lock, the checkpoint (this migration's,
+another's, or an engine's the caller cannot resume), the destination (same dimension and metric, no
+data this migration did not write), and finally its creation when it is missing.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from connectors import check_metric, open_store
+from connectors.errors import DestinationNotEmptyError, DimensionMismatchError, MetricMismatchError
+from translators import load_translator
+from v2v_migrate.checkpoint import Checkpoint, load_checkpoint, normalize_uri, remove_checkpoint, state_dir_for
+from v2v_migrate.errors import CheckpointError, UsageError
+from v2v_migrate.stores import open_existing
+
+RAY_CURSOR_KEY = "ray_shards"  # a checkpoint cursor of the Ray engine: {"ray_shards": [...]}
+
+
+@dataclass
+class ApplyJob:
+    """What the pre-flight found; the engines run their loops on it."""
+
+    source_uri: str               # normalised (absolute paths, no secrets)
+    dest_uri: str
+    translator: Any
+    fingerprint: str
+    source: Any                   # open connectors.Store objects, closed when the pre-flight's block ends
+    dest: Any
+    state: Path                   # the destination's state folder
+    checkpoint: Checkpoint | None  # this migration's checkpoint to resume from; None: start afresh
+    dest_exists: bool
+    dest_count: int
+    created_dest: bool
+    restart: bool
+
+
+def check_dest_compatible(dest, target_dim: int, metric: str | None) -> None:
+    if dest.dim != target_dim:
+        raise DimensionMismatchError(
+            f"Destination {dest.uri} holds {dest.dim}-d vectors but the translator outputs {target_dim}-d.",
+            "write to a new destination (another collection name or path) for the new model.")
+    if metric and check_metric(dest.metric) != check_metric(metric):
+        raise MetricMismatchError(f"Destination {dest.uri} uses metric {dest.metric}, not {metric}.",
+                                  "drop --metric or write to a new destination.")
+
+
+def _checkpoint(state: Path, job_ids: tuple[str, str, str], restart: bool, dry_run: bool,
+                engine: str) -> tuple[Checkpoint | None, bool]:
+    """(the checkpoint to resume from or None, whether a v2v apply wrote this destination)."""
+    cp = load_checkpoint(state)
+    owned = cp is not None
+    if cp is not None:
+        why = cp.belongs_to(*job_ids)
+        if why and not restart:
+            raise CheckpointError(f"The checkpoint in {state} does not belong to this apply: {why}.",
+                                  "rerun with --restart to start over (it overwrites by id), "
+                                  "or pass the original --translator/--source.")
+        if why or restart:
+            if not dry_run:
+                remove_checkpoint(state)
+            cp = None
+    if cp is not None and not cp.completed:
+        from_ray = isinstance(cp.cursor, dict) and RAY_CURSOR_KEY in cp.cursor
+        if engine == "local" and from_ray:
+            raise CheckpointError("The checkpoint of this destination was written by `apply --engine ray`.",
+                                  "resume with --engine ray, or rerun with --restart.")
+        if engine == "ray" and cp.incremental:
+            raise CheckpointError(f"The checkpoint in {state} is from an unfinished --incremental run.",
+                                  "finish it with --engine local, or rerun with --restart.")
+    return cp, owned
+
+
+@contextmanager
+def prepare_apply(translator_dir: str | os.PathLike | None, source_uri: str, dest_uri: str, *,
+                  translator: Any = None, batch_size: int = 1024, device: str = "auto", metric: str | None = None,
+                  allow_existing: bool = False, restart: bool = False, state_dir: str | os.PathLike | None = None,
+                  source_options: dict | None = None, dest_options: dict | None = None, engine: str = "local",
+                  dry_run: bool = False) -> Iterator[ApplyJob]:
+    """Run every check; yield an ApplyJob with both stores open (and the lock held unless dry_run)."""
+    from v2v_migrate.locking import DestinationLock
+
+    if int(batch_size) < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}.", "pass a positive batch size.")
+    if normalize_uri(source_uri) == normalize_uri(dest_uri):
+        raise UsageError("The source and the destination are the same store.",
+                         "write to a new destination; the source stays read-only.")
+    if translator is None:
+        translator = load_translator(translator_dir, device)
+    fingerprint = str(translator.fingerprint)
+    with ExitStack() as stack:
+        source = open_existing(source_uri, "source", source_options)
+        stack.callback(source.close)
+        if source.dim != translator.source_dim:
+            raise DimensionMismatchError(
+                f"The source holds {source.dim}-d vectors but the translator expects {translator.source_dim}-d.",
+                "use the translator trained for this source (v2v-migrate train --source ...).")
+        dest = open_store(dest_uri, **(dest_options or {}))
+        stack.callback(dest.close)
+        if not dry_run:
+            stack.enter_context(DestinationLock(dest_uri))
+        state = state_dir_for(dest_uri, state_dir)
+        cp, owned = _checkpoint(state, (source_uri, dest_uri, fingerprint), restart, dry_run, engine)
+        dest_exists = dest.exists()
+        dest_count = dest.count() if dest_exists else 0
+        if dest_exists:
+            check_dest_compatible(dest, translator.target_dim, metric)
+            if not owned and not allow_existing and dest_count > 0:
+                raise DestinationNotEmptyError(
+                    f"Destination {dest_uri} already holds {dest_count} vectors that this migration did not "
+                    "write.", "choose a new destination, or pass --allow-existing to write into it.")
+        elif not dry_run:
+            dest.create(translator.target_dim, check_metric(metric or source.metric), id_type=source.id_type,
+                        exist_ok=True)
+        yield ApplyJob(normalize_uri(source_uri), normalize_uri(dest_uri), translator, fingerprint, source, dest,
+                       state, cp, dest_exists, dest_count, created_dest=not dest_exists and not dry_run,
+                       restart=restart)
