@@ -29,6 +29,19 @@ SrcOpt = typer.Option(None, "--source-option", help="Connector option for the so
 DstOpt = typer.Option(None, "--dest-option", help="Connector option for the destination, KEY=VALUE (repeatable).")
 TgtOpt = typer.Option(None, "--target-option", help="Connector option for the target, KEY=VALUE (repeatable).")
 PlanOpt = typer.Option(None, "--plan", help="plan.toml written by `v2v-migrate plan` (explicit options win).")
+EncOpt = typer.Option(None, "--encoder", help="The new model: sentence-transformers:NAME_OR_DIR | openai:BASE_URL#MODEL "
+                                              "(key from V2V_ENCODER_API_KEY) | python:MODULE:FUNCTION.")
+FieldOpt = typer.Option(None, "--text-field", help="Payload field holding the source text [detected].")
+PrefixOpt = typer.Option(None, "--encoder-prefix", help="Text put before every text, e.g. 'passage: ' for e5.")
+
+
+def _encoder_args(plan: dict | None, encoder, text_field, prefix) -> dict:
+    """--encoder, --text-field, --encoder-prefix, falling back to the plan's [train] values."""
+    from v2v_migrate.plan import plan_get
+
+    return {"encoder": encoder or plan_get(plan, "train", "encoder"),
+            "text_field": text_field or plan_get(plan, "train", "text_field"),
+            "encoder_prefix": prefix if prefix is not None else plan_get(plan, "train", "encoder_prefix", "")}
 
 
 def _emit(result: dict, as_json: bool, text: str) -> None:
@@ -96,8 +109,13 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
 @app.command()
 def train(plan: Optional[Path] = PlanOpt,
           source: Optional[str] = typer.Option(None, help="Store URI of the old-model vectors."),
-          target: Optional[str] = typer.Option(None, help="Store URI of new-model vectors."),
+          target: Optional[str] = typer.Option(None, help="Store URI of new-model vectors (optional with "
+                                                          "--encoder or --pairs)."),
           out: Optional[Path] = typer.Option(None, help="Translator directory to write."),
+          encoder: Optional[str] = EncOpt, text_field: Optional[str] = FieldOpt,
+          encoder_prefix: Optional[str] = PrefixOpt,
+          encoded_pairs: Optional[int] = typer.Option(None, help="--encoder: source texts to embed as training "
+                                                                 "pairs [the plan's, else 4,000]."),
           method: Optional[str] = typer.Option(
               None, help="choose (default: from the known pairs) | auto (unsupervised) | procrustes | ridge | "
                          "vec2vec | identity | random."),
@@ -114,8 +132,10 @@ def train(plan: Optional[Path] = PlanOpt,
     pairs_path = pairs or plan_get(p, "train", "pairs_path")
     result = train_translator(
         _need(source or plan_get(p, "source", "uri"), "--source", "train"),
-        _need(target or plan_get(p, "target", "uri"), "--target", "train"),
+        target or plan_get(p, "target", "uri"),
         _need(out or plan_get(p, "train", "translator_dir"), "--out", "train"),
+        **_encoder_args(p, encoder, text_field, encoder_prefix),
+        encoded_pairs=encoded_pairs or plan_get(p, "train", "encoded_pairs"),
         method=method or plan_get(p, "train", "method", "choose"), pairs_path=pairs_path,
         sample_size=sample_size if sample_size is not None else plan_get(p, "train", "sample_size"),
         seed=seed if seed is not None else plan_get(p, "train", "seed", 0), device=device,
