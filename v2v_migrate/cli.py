@@ -225,6 +225,9 @@ def report(plan: Optional[Path] = PlanOpt,
            dest: Optional[str] = typer.Option(None, help="Migrated store (after apply); omit for a dry run."),
            target: Optional[str] = typer.Option(None, help="Store of new-model vectors (for retrieval checks)."),
            pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs."),
+           encoder: Optional[str] = EncOpt, text_field: Optional[str] = FieldOpt,
+           encoder_prefix: Optional[str] = PrefixOpt,
+           held_out: int = typer.Option(1000, help="--encoder: held-out source texts to embed as pairs."),
            out: Path = typer.Option(..., help="Folder for report.json and report.html."),
            sample_size: Optional[int] = typer.Option(None, help="Rows sampled for the checks."),
            threshold: Optional[List[str]] = typer.Option(
@@ -250,7 +253,8 @@ def report(plan: Optional[Path] = PlanOpt,
                                               "--translator", "report")),
                      source_uri=_need(source or plan_get(p, "source", "uri"), "--source", "report"),
                      out_dir=str(out), dest_uri=dest, target_uri=target or plan_get(p, "target", "uri"),
-                     pairs_path=str(pairs_path) if pairs_path else None, **kw)
+                     pairs_path=str(pairs_path) if pairs_path else None, held_out=held_out,
+                     progress=_progress(as_json), **_encoder_args(p, encoder, text_field, encoder_prefix), **kw)
     v = r.get("verdict") or {}
     decision = v.get("decision") if isinstance(v, dict) else v
     reasons = "; ".join(v.get("reasons") or []) if isinstance(v, dict) else ""
