@@ -80,10 +80,15 @@ def _load_plan(path: Optional[Path]) -> dict | None:
 
 @app.command()
 def plan(source: str = typer.Option(..., help="Store URI of the old-model vectors."),
-         target: str = typer.Option(..., help="Store URI holding vectors of the new model."),
+         target: Optional[str] = typer.Option(None, help="Store URI holding vectors of the new model (optional "
+                                                          "with --encoder or --pairs)."),
          dest: str = typer.Option(..., help="Store URI to write the translated vectors to."),
          out: Path = typer.Option(..., help="Where to write plan.toml."),
          pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs (columns source, target)."),
+         encoder: Optional[str] = EncOpt, text_field: Optional[str] = FieldOpt,
+         encoder_prefix: Optional[str] = PrefixOpt,
+         encoded_pairs: Optional[int] = typer.Option(None, help="--encoder: most source texts to embed as training "
+                                                                "pairs [4,000]."),
          translator: Optional[Path] = typer.Option(None, help="Translator dir train will write [<plan dir>/translator]."),
          allow_existing: bool = typer.Option(False, help="Accept a destination that already holds other data."),
          batch_size: int = typer.Option(1024, help="Rows per batch for apply."),
@@ -101,7 +106,8 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
                        sample_size=sample_size, seed=seed, state_dir=state_dir,
                        source_options=_options(None, "source", source_option),
                        target_options=_options(None, "target", target_option),
-                       dest_options=_options(None, "dest", dest_option))
+                       dest_options=_options(None, "dest", dest_option),
+                       **_encoder_args(None, encoder, text_field, encoder_prefix), encoded_pairs=encoded_pairs)
     write_plan(result, out)
     _emit(dict(result, plan_file=str(out)), as_json, summary_text(result) + f"\nplan    written to {out}")
 
