@@ -340,7 +340,10 @@ def demo(out: Path = typer.Option(Path("demo-out"), help="Folder for the demo's 
     if rows is not None and rows < 300:
         raise UsageError(f"--rows {rows} is too few for a translator.", "pass --rows 300 or more, or omit it.")
     r = run_demo(str(out), limit=rows, quiet=as_json)  # the demo narrates its steps unless --json
-    _emit(r, as_json, f"demo done: verdict {str(r.get('verdict')).upper()}; see {r.get('report_html') or out}")
+    u = r.get("unsupervised_path") or {}
+    head = "encoder path" if r.get("encoder_path") else "unsupervised path (encoder path skipped)"
+    _emit(r, as_json, f"demo done: verdict {str(r.get('verdict')).upper()} ({head}); unsupervised path "
+          f"{str(u.get('verdict')).upper()}; see {r.get('report_html') or out}")
 
 
 def _one_line(text: str) -> str:

@@ -21,6 +21,7 @@ import importlib
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -191,10 +192,25 @@ def open_encoder(spec: str, prefix: str = "", batch_size: int = DEFAULT_BATCH, d
     return PythonEncoder(rest, prefix, batch_size)
 
 
-def safe_spec(spec: str | None) -> str | None:
+@contextmanager
+def encoder_from(spec_or_encoder, prefix: str = ""):
+    """An open encoder for a spec (closed after), an Encoder as given (the caller's to close), or None."""
+    if spec_or_encoder is None or isinstance(spec_or_encoder, Encoder):
+        yield spec_or_encoder
+        return
+    enc = open_encoder(spec_or_encoder, prefix)
+    try:
+        yield enc
+    finally:
+        enc.close()
+
+
+def safe_spec(spec) -> str | None:
     """The spec as it may be written to a plan, a translator config or a report (no credentials)."""
     if not spec:
         return None
+    if isinstance(spec, Encoder):
+        return spec.name  # built without credentials
     scheme, rest = parse_spec(spec)
     return f"{scheme}:{clean_uri(rest)}" if scheme == "openai" else f"{scheme}:{rest}"
 

@@ -72,24 +72,21 @@ def _translate_rate(d_s: int, d_t: int, rows: int) -> float:
 def _encoder_probe(spec: str, prefix: str, text_field: str | None, sample, count: int, budget: int,
                    target_dim: int | None) -> dict:
     """Open the encoder, find the text field, time it on a few rows: how many pairs, how long."""
-    from v2v_migrate.encoders import detect_text_field, open_encoder, safe_spec, texts_of
+    from v2v_migrate.encoders import detect_text_field, encoder_from, safe_spec, texts_of
     from v2v_migrate.pairs import HOLDOUT_FRACTION
 
-    enc = open_encoder(spec, prefix)
-    try:
+    with encoder_from(spec, prefix) as enc:
         field = detect_text_field(sample.payloads, text_field)
         texts = [t for t in texts_of(sample.payloads, field) if t is not None]
         rate = enc.rate(texts[:ENCODER_PROBE_TEXTS], warmup=32)
         dim = enc.dim
-    finally:
-        enc.close()
     if target_dim is not None and dim != target_dim:
         raise DimensionMismatchError(f"the encoder returns {dim}-d vectors but the target store holds {target_dim}-d.",
                                      "pass the encoder of the new model whose vectors the target holds.")
     with_text = len(texts) / max(1, len(sample))
     available = int(count * with_text * (1 - HOLDOUT_FRACTION))
     pairs = int(min(budget, available))
-    return {"spec": safe_spec(spec), "text_field": field, "prefix": prefix or "", "dim": int(dim),
+    return {"spec": safe_spec(spec), "text_field": field, "prefix": getattr(spec, "prefix", prefix) or "", "dim": int(dim),
             "texts_per_second": round(rate, 1), "rows_with_text": round(with_text, 4), "pairs": pairs,
             "train_seconds": round(pairs / rate, 1), "report_seconds": round(HELD_OUT_TEXTS / rate, 1)}
 

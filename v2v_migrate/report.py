@@ -27,6 +27,7 @@ from connectors.secrets import clean_uri
 from translators import load_translator
 from v2v_migrate import report_integrity as ri
 from v2v_migrate import report_metrics as rm
+from v2v_migrate.encoders import encoder_from
 from v2v_migrate.errors import UsageError
 from v2v_migrate.report_quality import EXAMPLES, HELD_OUT_TEXTS, held_out_pairs, quality
 from v2v_migrate.report_verdict import DEFAULT_THRESHOLDS, parse_thresholds, verdict  # noqa: F401 (API)
@@ -84,11 +85,7 @@ def build_report(*, translator_dir, source_uri, out_dir, dest_uri=None, target_u
     if int(held_out) < 11:
         raise UsageError(f"--held-out {held_out} is too few for recall@10.", "pass --held-out 100 or more.")
     with ExitStack() as stack:
-        if isinstance(encoder, str):
-            from v2v_migrate.encoders import open_encoder
-
-            encoder = open_encoder(encoder, encoder_prefix)
-            stack.callback(encoder.close)
+        encoder = stack.enter_context(encoder_from(encoder, encoder_prefix))
         opts = dict(encoder=encoder, text_field=text_field, n_encoded=int(held_out), seed=seed, progress=progress)
         return _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pairs_path, sample_size,
                       th, json_only, _role_options(store_options), opts)

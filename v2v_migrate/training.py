@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from v2v_migrate.checkpoint import normalize_uri
-from v2v_migrate.encoders import open_encoder, safe_spec
+from v2v_migrate.encoders import encoder_from, safe_spec
 from v2v_migrate.errors import UsageError
 from v2v_migrate.pairs import encode_pairs, file_digest, holdout_rule, pairs_by_id, read_pairs, split_pairs
 from v2v_migrate.stores import open_existing
@@ -130,10 +130,7 @@ def train_translator(source_uri: str, target_uri: str | None, out_dir: str | os.
         if target_uri:
             target = open_existing(target_uri, "target", target_options)
             stack.callback(target.close)
-        enc = None
-        if encoder:
-            enc = open_encoder(encoder, encoder_prefix)
-            stack.callback(enc.close)
+        enc = stack.enter_context(encoder_from(encoder, encoder_prefix))
         n = sample_size or DEFAULT_SAMPLE_SIZE
         src = source.sample(min(n, source.count()), seed=seed)
         tgt = target.sample(min(n, target.count()), seed=seed) if target is not None else None
