@@ -43,8 +43,8 @@ def _cli(args, capsys) -> tuple[int, dict | str, str]:
 def test_train_with_an_encoder_and_no_target_then_report_go(world, capsys):
     root = world["root"]
     _lookup_encoder.SEEN.clear()
-    code, t, err = _cli(["train", "--source", world["source"], "--encoder", ENC, "--encoded-pairs", "1200", "--method", "ridge",
-                         "--out", str(root / "T"), "--json"], capsys)
+    code, t, err = _cli(["train", "--source", world["source"], "--encoder", ENC, "--encoded-pairs", "1200",
+                         "--method", "ridge", "--out", str(root / "T"), "--json"], capsys)
     assert code == 0, err
     assert t["method"] == "ridge" and t["pairs"] == 1200 and t["target_sample"] == 1200
     trained_on = set(_lookup_encoder.SEEN)

@@ -13,7 +13,7 @@ import os
 import time
 
 from connectors.secrets import Secret, clean_uri, redact
-from v2v_migrate.encoders import DEFAULT_BATCH, Encoder
+from v2v_migrate.encoder_base import DEFAULT_BATCH, Encoder
 from v2v_migrate.errors import EncoderError
 
 KEY_ENV = "V2V_ENCODER_API_KEY"

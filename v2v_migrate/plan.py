@@ -20,7 +20,7 @@ from connectors.secrets import clean_options
 from translators.errors import TrainingError
 from v2v_migrate.checkpoint import load_checkpoint, normalize_uri, state_dir_for
 from v2v_migrate.errors import UsageError
-from v2v_migrate.pairs import read_pairs
+from v2v_migrate.pairs import HOLDOUT_FRACTION, read_pairs, split_pairs
 from v2v_migrate.stores import open_existing
 from v2v_migrate.report_quality import HELD_OUT_TEXTS
 from v2v_migrate.training import DEFAULT_ENCODED_PAIRS, DEFAULT_SAMPLE_SIZE, MIN_ID_PAIRS, choose_method
@@ -73,7 +73,6 @@ def _encoder_probe(spec: str, prefix: str, text_field: str | None, sample, count
                    target_dim: int | None) -> dict:
     """Open the encoder, find the text field, time it on a few rows: how many pairs, how long."""
     from v2v_migrate.encoders import detect_text_field, encoder_from, safe_spec, texts_of
-    from v2v_migrate.pairs import HOLDOUT_FRACTION
 
     with encoder_from(spec, prefix) as enc:
         field = detect_text_field(sample.payloads, text_field)
@@ -118,11 +117,12 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
         n_pairs, pairs_from, enc, pairs_dim = 0, "none", None, None
         if pairs_path:
             known = read_pairs(pairs_path, src["dim"], tgt["dim"] if tgt else None)
-            n_pairs, pairs_from, pairs_dim = len(known), "file", known.y.shape[1]
+            n_pairs, pairs_from, pairs_dim = len(split_pairs(known, False)), "file", known.y.shape[1]
         overlap = len(target.get(list(s_sample.ids[:1000]))) if target is not None and len(s_sample) else 0
         size = int(sample_size or min(DEFAULT_SAMPLE_SIZE, max(src["count"], tgt["count"] if tgt else 0)))
         if not pairs_path and overlap:
-            expected = int(overlap / min(1000, len(s_sample)) * min(size, src["count"]))
+            # train fits on the ids outside the held-out part (report measures on those)
+            expected = int(overlap / min(1000, len(s_sample)) * min(size, src["count"]) * (1 - HOLDOUT_FRACTION))
             if expected >= MIN_ID_PAIRS:
                 n_pairs, pairs_from = expected, "ids"
         if encoder:
