@@ -80,8 +80,8 @@ def svg_compare(rows, title, xlabel) -> str:
     rows = [r for r in rows if r[1] is not None]
     if not rows:
         return ""
-    pw, ph = W - PAD_L - PAD_R - 90, H - PAD_T - PAD_B
-    left = PAD_L + 90
+    left = PAD_L + 90  # room for the labels; 36 px on the right for the value after a full bar
+    pw, ph = W - left - PAD_R - 36, H - PAD_T - PAD_B
     step = ph / len(rows)
     body = []
     for i, (label, value, colour) in enumerate(rows):
