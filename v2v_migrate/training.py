@@ -146,6 +146,10 @@ def train_translator(source_uri: str, target_uri: str | None, out_dir: str | os.
         reason = f"method {method!r} asked for"
         if method == CHOOSE:
             method, reason = choose_method(n_pairs)
+            if method == "auto" and tgt is None and n_pairs < translators.MIN_UNSUPERVISED:
+                # auto needs that many new-model vectors; without a target store the pairs are all there is
+                method, reason = "ridge", (f"{n_pairs} known pairs and no --target store: too few new-model "
+                                           f"vectors for auto (>= {translators.MIN_UNSUPERVISED}), so ridge.")
         # Without a target store, the new model's side of the pairs is the target sample.
         tgt_vectors = tgt.vectors if tgt is not None else pairs.y
         translator = translators.fit(src.vectors, tgt_vectors, method=method,
