@@ -27,8 +27,9 @@ SrcOpt = typer.Option(None, "--source-option", help="Connector option for the so
 DstOpt = typer.Option(None, "--dest-option", help="Connector option for the destination, KEY=VALUE (repeatable).")
 TgtOpt = typer.Option(None, "--target-option", help="Connector option for the target, KEY=VALUE (repeatable).")
 PlanOpt = typer.Option(None, "--plan", help="plan.toml written by `v2v-migrate plan` (explicit options win).")
-EncOpt = typer.Option(None, "--encoder", help="The new model: sentence-transformers:NAME_OR_DIR | openai:BASE_URL#MODEL "
-                                              "(key from V2V_ENCODER_API_KEY) | python:MODULE:FUNCTION.")
+EncOpt = typer.Option(None, "--encoder", help="The new model: sentence-transformers:NAME_OR_DIR | "
+                                              "openai:BASE_URL#MODEL (key from V2V_ENCODER_API_KEY) | "
+                                              "python:MODULE:FUNCTION.")
 FieldOpt = typer.Option(None, "--text-field", help="Payload field holding the source text [detected].")
 PrefixOpt = typer.Option(None, "--encoder-prefix", help="Text put before every text, e.g. 'passage: ' for e5.")
 

@@ -221,7 +221,8 @@ def _run(out, data, info, encoder, skipped, limit, seed, method, device, say) ->
         result.update(plan=str(out / "plan.toml"), translator=str(translator_dir), apply=applied,
                       dest_count=report["dest"]["count"], source_count=report["source"]["count"],
                       encoder_path=_summary(report))
-        say(f"[5/6] encoder path verdict: {report['verdict']['decision'].upper()} - " + "; ".join(report['verdict']['reasons']))
+        v = report["verdict"]
+        say(f"[5/6] encoder path verdict: {v['decision'].upper()} - " + "; ".join(v["reasons"]))
     else:
         say(f"[2-5/6] {skipped}")
 

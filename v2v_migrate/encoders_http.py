@@ -41,9 +41,11 @@ class OpenAIEncoder(Encoder):
         base, sep, model = target.rpartition("#")
         if not sep or not base or not model:
             raise EncoderError(f"encoder spec openai:{clean_uri(target)} names no model.",
-                               "write openai:BASE_URL#MODEL, e.g. openai:https://api.openai.com/v1#text-embedding-3-small.")
+                               "write openai:BASE_URL#MODEL, e.g. "
+                               "openai:https://api.openai.com/v1#text-embedding-3-small.")
         if not base.startswith(("http://", "https://")):
-            raise EncoderError(f"encoder URL {clean_uri(base)!r} is not http(s).", "write openai:https://HOST/v1#MODEL.")
+            raise EncoderError(f"encoder URL {clean_uri(base)!r} is not http(s).",
+                               "write openai:https://HOST/v1#MODEL.")
         if "@" in base.split("//", 1)[1].split("/", 1)[0]:
             raise EncoderError("the encoder URL holds credentials (user:password@).",
                                f"remove them from the URL and set {KEY_ENV} instead.")
@@ -96,7 +98,8 @@ class OpenAIEncoder(Encoder):
             return [row["embedding"] for row in rows]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise EncoderError(f"encoder endpoint {clean_uri(self.url)} answered without an OpenAI embeddings body "
-                               f"({self._body(r)}).", "point --encoder at an OpenAI-compatible /embeddings API.") from None
+                               f"({self._body(r)}).",
+                               "point --encoder at an OpenAI-compatible /embeddings API.") from None
 
     @staticmethod
     def _body(r) -> str:

@@ -157,7 +157,8 @@ def shared_id_pairs(source, target, source_sample: Batch, limit: int, seed: int 
 
 
 def encode_pairs(source, encoder, n: int, *, want_held_out: bool, seed: int = 0, text_field: str | None = None,
-                  rule: dict | None = None, progress: bool = False, expected_dim: int | None = None) -> tuple[Pairs, str]:
+                 rule: dict | None = None, progress: bool = False,
+                 expected_dim: int | None = None) -> tuple[Pairs, str]:
     """(pairs, text field): up to n source rows of one part (training or held-out) that have text, drawn
     uniformly (seeded id hash), with their texts embedded by the new model's encoder.
 

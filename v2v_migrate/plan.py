@@ -85,7 +85,8 @@ def _encoder_probe(spec: str, prefix: str, text_field: str | None, sample, count
     with_text = len(texts) / max(1, len(sample))
     available = int(count * with_text * (1 - HOLDOUT_FRACTION))
     pairs = int(min(budget, available))
-    return {"spec": safe_spec(spec), "text_field": field, "prefix": getattr(spec, "prefix", prefix) or "", "dim": int(dim),
+    return {"spec": safe_spec(spec), "text_field": field, "prefix": getattr(spec, "prefix", prefix) or "",
+            "dim": int(dim),
             "texts_per_second": round(rate, 1), "rows_with_text": round(with_text, 4), "pairs": pairs,
             "train_seconds": round(pairs / rate, 1), "report_seconds": round(HELD_OUT_TEXTS / rate, 1)}
 
@@ -269,7 +270,8 @@ def summary_text(plan: dict) -> str:
         (f"target  {t['uri']}\n        {shape(t)}" if t.get("uri") else
          "target  none: the new model's side comes from the pairs"),
         f"dest    {d['uri']}\n        {d['action']}: {d['dim']}-d, {d['metric']}, {d['id_type']} ids",
-        f"train   method {tr['method']} ({tr['method_reason']}); sample {tr['sample_size']:,} {'per side' if t.get('uri') else 'source rows'}; "
+        f"train   method {tr['method']} ({tr['method_reason']}); sample {tr['sample_size']:,} "
+        f"{'per side' if t.get('uri') else 'source rows'}; "
         f"pairs: {tr['pairs']:,} from {tr['pairs_from']}",
         *([f"encode  {tr['encoder']}, field {tr['text_field']!r} ({100 * e['source_rows_with_text']:.0f} % of rows "
            f"have text): {e['encoder_texts_per_second']:,.1f} texts/s here -> ~{e['encode_seconds_train'] / 60:.1f} "
