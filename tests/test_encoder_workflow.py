@@ -153,3 +153,10 @@ def test_a_failing_encoder_writes_nothing(world, tmp_path, capsys, monkeypatch, 
                              "--encoder", f"openai:{url}#m", "--out", str(tmp_path / "R")], capsys)
         assert code == 2 and "Fix:" in err
     assert not (tmp_path / "T").exists() and not (tmp_path / "R").exists()
+
+
+def test_few_encoded_pairs_without_a_target_fall_back_to_ridge(world, tmp_path, capsys):
+    code, t, err = _cli(["train", "--source", world["source"], "--encoder", ENC, "--encoded-pairs", "120",
+                         "--out", str(tmp_path / "T"), "--json"], capsys)
+    assert code == 0, err
+    assert t["pairs"] == 120 and t["method"] == "ridge" and "too few new-model vectors for auto" in t["method_reason"]
