@@ -46,6 +46,12 @@ class SentenceTransformerEncoder(Encoder):
             raise EncoderError("the sentence-transformers encoder needs the package sentence-transformers.",
                                "pip install 'v2v-migrate[encode]'.") from None
         local = Path(where).expanduser()
+        try:  # transformers draws a weight-loading bar on stderr even for a script: the encoder draws its own
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         try:
             if local.is_dir():
                 self.model = SentenceTransformer(str(local), device=device)
