@@ -220,7 +220,7 @@ def _run(out, data, info, encoder, skipped, limit, seed, method, device, say) ->
                               encoder=encoder, out_dir=out / "report", seed=seed)
         result.update(plan=str(out / "plan.toml"), translator=str(translator_dir), apply=applied,
                       dest_count=report["dest"]["count"], source_count=report["source"]["count"],
-                      encoder_path=_summary(report))
+                      encoder_path=dict(_summary(report), trained_pairs=_trained_pairs(translator_dir)))
         v = report["verdict"]
         say(f"[5/6] encoder path verdict: {v['decision'].upper()} - " + "; ".join(v["reasons"]))
     else:
@@ -245,15 +245,20 @@ def _run(out, data, info, encoder, skipped, limit, seed, method, device, say) ->
     return result
 
 
+def _trained_pairs(translator_dir: Path) -> int:
+    return int(json.loads((translator_dir / "config.json").read_text())["workflow"]["pairs"])
+
+
 def comparison_text(r: dict) -> str:
-    rows = [("encoder path (new model embeds 3k texts)", r.get("encoder_path")),
+    n = (r.get("encoder_path") or {}).get("trained_pairs", 0)
+    rows = [(f"encoder path (new model embedded {n:,} texts)", r.get("encoder_path")),
             ("unsupervised path (no pairs)", r.get("unsupervised_path"))]
-    lines = [f"{'':42s} {'verdict':8s} {'retention':>9s} {'status quo':>10s} {'known-item top-1':>16s}"]
+    lines = [f"{'':46s} {'verdict':8s} {'retention':>9s} {'status quo':>10s} {'known-item top-1':>16s}"]
     for name, s in rows:
         if s:
-            lines.append(f"{name:42s} {s['verdict'].upper():8s} {_f(s['retention']):>9s} {_f(s['status_quo']):>10s} "
+            lines.append(f"{name:46s} {s['verdict'].upper():8s} {_f(s['retention']):>9s} {_f(s['status_quo']):>10s} "
                          f"{_f(s['known_item_top1']):>16s}")
-            lines.append(f"{'':42s} report: {s['report_html']}")
+            lines.append(f"{'':46s} report: {s['report_html']}")
     return "\n".join(lines)
 
 
