@@ -256,3 +256,19 @@ class FaissStore(FileBackedStore):
                 raise IdTypeError(f"Id {x} does not fit in int64, which is all FAISS can hold.",
                                   "create the destination with id_type='str' (ids are then mapped to int64).")
         return np.asarray([int(x) for x in ids], dtype=np.int64)
+
+    def search(self, queries, k: int = 10) -> tuple[list[list], np.ndarray]:
+        """The index's own k-NN search (HNSW/IVF approximate, Flat exact): (user ids per query, scores)."""
+        lay = self._lay()
+        q = validate_vectors(np.array(queries, dtype=np.float32), lay.dim, where="search queries")
+        if self.metric == "cosine":  # a cosine store is an inner-product index over unit vectors
+            q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        scores, keys = lay._owner.search(np.ascontiguousarray(q), int(k))
+        ids = []
+        for row in keys:
+            row = row[row >= 0]
+            if self._sidecar and self._mapped():  # string ids: restored from the payload sidecar
+                ids.append([restore_original(x, p)[0] for x, p in zip(row.tolist(), self._sidecar.lookup(row))])
+            else:
+                ids.append(row.tolist())
+        return ids, scores

@@ -370,3 +370,17 @@ class MilvusStore(Store):
             disconnect(self._client_obj, self.location, self._server is not None)
             self._client_obj = None
             self._loaded = False
+
+    def search(self, queries, k: int = 10) -> tuple[list[list], list[list]]:
+        """The collection's own ANN search (its index, its metric): (user ids per query, scores per query)."""
+        s = self._require()
+        self._load()
+        q = validate_vectors(np.asarray(queries, dtype=np.float32), s["dim"], where="search queries")
+        fields = PAYLOAD_FIELDS_FOR_ID if s["pk_str"] and s["dynamic"] else []
+        try:
+            hits = self._client().search(self.collection, data=q.tolist(), limit=int(k), anns_field=s["vector"],
+                                         output_fields=fields)
+        except Exception as e:
+            raise self._fail(e, "search") from None
+        ids = [[restore_id(h["id"], dict(h.get("entity") or {}))[0] for h in row] for row in hits]
+        return ids, [[float(h["distance"]) for h in row] for row in hits]

@@ -196,3 +196,26 @@ class QdrantEdgeStore(QdrantBase):
     def flush(self) -> None:
         if self._shard is not None:
             self._shard.flush()
+
+    def search(self, queries, k: int = 10) -> tuple[list[list], list[list]]:
+        """The shard's own search (the Edge engine's index): (user ids per query, scores per query)."""
+        import numpy as np
+        import qdrant_edge
+
+        from connectors.base import validate_vectors
+        from connectors.json_ids import PAYLOAD_FIELDS_FOR_ID, restore_id
+
+        p = self._params()
+        q = validate_vectors(np.asarray(queries, dtype=np.float32), p["dim"], where="search queries")
+        ids, scores = [], []
+        for v in q:
+            req = qdrant_edge.SearchRequest(qdrant_edge.Query.Nearest(v.tolist(), using=p["name"] or None),
+                                            int(k), with_payload=PAYLOAD_FIELDS_FOR_ID)
+            try:
+                hits = self._open().search(req)
+            except Exception as e:  # the binding raises a bare Exception
+                raise UnreadableStoreError(f"Qdrant Edge search failed for {self.uri}: {e}",
+                                           "check that the shard is intact.") from None
+            ids.append([restore_id(h.id, h.payload)[0] for h in hits])
+            scores.append([float(h.score) for h in hits])
+        return ids, scores

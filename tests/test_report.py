@@ -125,7 +125,8 @@ def test_retention_is_one_for_identity_on_identical_data_and_low_for_random(data
     assert ident["verdict"]["go"] is True
     assert rand["verdict"]["go"] is False
     failed = {c["name"] for c in rand["verdict"]["checks"] if not c["passed"]}
-    assert {"retention", "top1", "mean_cosine", "target_proximity"} <= failed
+    assert {"retention_vs_status_quo", "known_item_top1", "top1", "mean_cosine", "target_proximity"} <= failed
+    assert qr["retention"] < qr["status_quo"] and qi["retention"] > qi["status_quo"] - 1e-9
     assert "neighbour_overlap" not in failed  # a rotation keeps neighbourhoods: that check alone cannot tell
     assert not (data["root"] / "reports" / "id" / "report.html").exists()  # json_only
 
@@ -134,7 +135,8 @@ def test_pairs_file_and_its_errors(data):
     s = data["stores"]
     r = build_report(translator_dir=data["translators"]["fitted"], source_uri=s["source"], pairs_path=data["pairs"],
                      out_dir=data["root"] / "reports" / "pf", sample_size=300, json_only=True)
-    assert r["pairs"] == {"origin": "parquet", "n": 600} and r["quality"]["top1"] > 0.8
+    assert r["pairs"]["origin"] == "parquet" and r["pairs"]["n"] == 600 and r["quality"]["top1"] > 0.8
+    assert not r["pairs"]["excluded_training_rows"]  # a file train never saw: every row is held out
     assert EVIL in r["quality"]["examples"][0]["query"]  # the file's id column -> source payloads for the examples
     with pytest.raises(StoreNotFoundError, match="(?i)pairs file"):
         build_report(translator_dir=data["translators"]["fitted"], source_uri=s["source"],
@@ -164,12 +166,15 @@ def test_thresholds_change_the_verdict(data):
     s = data["stores"]
     kw = dict(translator_dir=data["translators"]["fitted"], source_uri=s["source"], target_uri=s["target"],
               sample_size=N, json_only=True, out_dir=data["root"] / "reports" / "th")
-    strict = build_report(**kw)  # default retention >= 0.9: a linear l3 -> minilm map does not reach it
-    assert strict["verdict"]["decision"] == "no-go"
-    assert any(x.startswith("retention") for x in strict["verdict"]["reasons"])
-    lenient = build_report(thresholds=["retention=0.2", "top1=0.5"], **kw)  # CLI form key=value
-    assert lenient["verdict"]["decision"] == "go", lenient["verdict"]["reasons"]
-    assert lenient["thresholds"]["retention"] == 0.2
+    calibrated = build_report(**kw)  # default: retention against the status quo (what the old model keeps)
+    q = calibrated["quality"]
+    assert q["retention"] > q["status_quo"] and calibrated["verdict"]["decision"] == "go", calibrated["verdict"]
+    absolute = build_report(thresholds=["retention=0.9"], **kw)  # CLI form key=value: an absolute floor
+    assert absolute["verdict"]["decision"] == "no-go" and absolute["thresholds"]["retention"] == 0.9
+    assert any(x.startswith("retention = ") for x in absolute["verdict"]["reasons"])
+    margin = build_report(thresholds={"status_quo_tolerance": -0.5}, **kw)  # demand 0.5 more than the old model
+    assert margin["verdict"]["decision"] == "no-go"
+    assert any("is below what the old model keeps" in x for x in margin["verdict"]["reasons"])
     with pytest.raises(UsageError, match="Unknown threshold"):
         parse_thresholds({"retension": 0.5})
     with pytest.raises(UsageError):
@@ -188,7 +193,8 @@ def test_html_is_self_contained_and_escapes_payloads(data):
     assert EVIL not in page and "<script" not in page.lower()  # ...the page never as markup
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5
     assert "<link" not in page and "src=" not in page and "@import" not in page  # nothing fetched
-    assert page.count("<svg") == 4  # cosine histogram, rank CDF, recall@k curve, neighbourhood overlap
+    # translation vs status quo vs re-embed, cosine histogram, rank CDF, recall@k curve, neighbourhood overlap
+    assert page.count("<svg") == 5 and "status quo" in page
 
 
 def _apply(translator_dir, source_uri, dest_uri, state_dir):

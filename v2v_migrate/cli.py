@@ -10,7 +10,6 @@ masked (set V2V_DEBUG=1 to see tracebacks of unexpected errors).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -18,8 +17,7 @@ from typing import List, Optional
 import typer
 
 from connectors.errors import InvalidVectorsError, StoreNotFoundError, UnreadableStoreError
-from connectors.secrets import RedactingFilter, redact
-from v2v_migrate.errors import EXIT_INTERRUPTED, KNOWN_ERRORS, UsageError, exit_code
+from v2v_migrate.errors import EXIT_INTERRUPTED, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Move a vector database to a new embedding model without re-embedding the source text.")
@@ -29,6 +27,20 @@ SrcOpt = typer.Option(None, "--source-option", help="Connector option for the so
 DstOpt = typer.Option(None, "--dest-option", help="Connector option for the destination, KEY=VALUE (repeatable).")
 TgtOpt = typer.Option(None, "--target-option", help="Connector option for the target, KEY=VALUE (repeatable).")
 PlanOpt = typer.Option(None, "--plan", help="plan.toml written by `v2v-migrate plan` (explicit options win).")
+EncOpt = typer.Option(None, "--encoder", help="The new model: sentence-transformers:NAME_OR_DIR | "
+                                              "openai:BASE_URL#MODEL (key from V2V_ENCODER_API_KEY) | "
+                                              "python:MODULE:FUNCTION.")
+FieldOpt = typer.Option(None, "--text-field", help="Payload field holding the source text [detected].")
+PrefixOpt = typer.Option(None, "--encoder-prefix", help="Text put before every text, e.g. 'passage: ' for e5.")
+
+
+def _encoder_args(plan: dict | None, encoder, text_field, prefix) -> dict:
+    """--encoder, --text-field, --encoder-prefix, falling back to the plan's [train] values."""
+    from v2v_migrate.plan import plan_get
+
+    return {"encoder": encoder or plan_get(plan, "train", "encoder"),
+            "text_field": text_field or plan_get(plan, "train", "text_field"),
+            "encoder_prefix": prefix if prefix is not None else plan_get(plan, "train", "encoder_prefix", "")}
 
 
 def _emit(result: dict, as_json: bool, text: str) -> None:
@@ -67,10 +79,15 @@ def _load_plan(path: Optional[Path]) -> dict | None:
 
 @app.command()
 def plan(source: str = typer.Option(..., help="Store URI of the old-model vectors."),
-         target: str = typer.Option(..., help="Store URI holding vectors of the new model."),
+         target: Optional[str] = typer.Option(None, help="Store URI holding vectors of the new model (optional "
+                                                          "with --encoder or --pairs)."),
          dest: str = typer.Option(..., help="Store URI to write the translated vectors to."),
          out: Path = typer.Option(..., help="Where to write plan.toml."),
          pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs (columns source, target)."),
+         encoder: Optional[str] = EncOpt, text_field: Optional[str] = FieldOpt,
+         encoder_prefix: Optional[str] = PrefixOpt,
+         encoded_pairs: Optional[int] = typer.Option(None, help="--encoder: most source texts to embed as training "
+                                                                "pairs [4,000]."),
          translator: Optional[Path] = typer.Option(None, help="Translator dir train will write [<plan dir>/translator]."),
          allow_existing: bool = typer.Option(False, help="Accept a destination that already holds other data."),
          batch_size: int = typer.Option(1024, help="Rows per batch for apply."),
@@ -88,7 +105,8 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
                        sample_size=sample_size, seed=seed, state_dir=state_dir,
                        source_options=_options(None, "source", source_option),
                        target_options=_options(None, "target", target_option),
-                       dest_options=_options(None, "dest", dest_option))
+                       dest_options=_options(None, "dest", dest_option),
+                       **_encoder_args(None, encoder, text_field, encoder_prefix), encoded_pairs=encoded_pairs)
     write_plan(result, out)
     _emit(dict(result, plan_file=str(out)), as_json, summary_text(result) + f"\nplan    written to {out}")
 
@@ -96,8 +114,13 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
 @app.command()
 def train(plan: Optional[Path] = PlanOpt,
           source: Optional[str] = typer.Option(None, help="Store URI of the old-model vectors."),
-          target: Optional[str] = typer.Option(None, help="Store URI of new-model vectors."),
+          target: Optional[str] = typer.Option(None, help="Store URI of new-model vectors (optional with "
+                                                          "--encoder or --pairs)."),
           out: Optional[Path] = typer.Option(None, help="Translator directory to write."),
+          encoder: Optional[str] = EncOpt, text_field: Optional[str] = FieldOpt,
+          encoder_prefix: Optional[str] = PrefixOpt,
+          encoded_pairs: Optional[int] = typer.Option(None, help="--encoder: source texts to embed as training "
+                                                                 "pairs [the plan's, else 4,000]."),
           method: Optional[str] = typer.Option(
               None, help="choose (default: from the known pairs) | auto (unsupervised) | procrustes | ridge | "
                          "vec2vec | identity | random."),
@@ -114,8 +137,10 @@ def train(plan: Optional[Path] = PlanOpt,
     pairs_path = pairs or plan_get(p, "train", "pairs_path")
     result = train_translator(
         _need(source or plan_get(p, "source", "uri"), "--source", "train"),
-        _need(target or plan_get(p, "target", "uri"), "--target", "train"),
+        target or plan_get(p, "target", "uri"),
         _need(out or plan_get(p, "train", "translator_dir"), "--out", "train"),
+        **_encoder_args(p, encoder, text_field, encoder_prefix),
+        encoded_pairs=encoded_pairs or plan_get(p, "train", "encoded_pairs"),
         method=method or plan_get(p, "train", "method", "choose"), pairs_path=pairs_path,
         sample_size=sample_size if sample_size is not None else plan_get(p, "train", "sample_size"),
         seed=seed if seed is not None else plan_get(p, "train", "seed", 0), device=device,
@@ -205,6 +230,9 @@ def report(plan: Optional[Path] = PlanOpt,
            dest: Optional[str] = typer.Option(None, help="Migrated store (after apply); omit for a dry run."),
            target: Optional[str] = typer.Option(None, help="Store of new-model vectors (for retrieval checks)."),
            pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs."),
+           encoder: Optional[str] = EncOpt, text_field: Optional[str] = FieldOpt,
+           encoder_prefix: Optional[str] = PrefixOpt,
+           held_out: int = typer.Option(1000, help="--encoder: held-out source texts to embed as pairs."),
            out: Path = typer.Option(..., help="Folder for report.json and report.html."),
            sample_size: Optional[int] = typer.Option(None, help="Rows sampled for the checks."),
            threshold: Optional[List[str]] = typer.Option(
@@ -230,7 +258,8 @@ def report(plan: Optional[Path] = PlanOpt,
                                               "--translator", "report")),
                      source_uri=_need(source or plan_get(p, "source", "uri"), "--source", "report"),
                      out_dir=str(out), dest_uri=dest, target_uri=target or plan_get(p, "target", "uri"),
-                     pairs_path=str(pairs_path) if pairs_path else None, **kw)
+                     pairs_path=str(pairs_path) if pairs_path else None, held_out=held_out,
+                     progress=_progress(as_json), **_encoder_args(p, encoder, text_field, encoder_prefix), **kw)
     v = r.get("verdict") or {}
     decision = v.get("decision") if isinstance(v, dict) else v
     reasons = "; ".join(v.get("reasons") or []) if isinstance(v, dict) else ""
@@ -310,74 +339,17 @@ def demo(out: Path = typer.Option(Path("demo-out"), help="Folder for the demo's 
     if rows is not None and rows < 300:
         raise UsageError(f"--rows {rows} is too few for a translator.", "pass --rows 300 or more, or omit it.")
     r = run_demo(str(out), limit=rows, quiet=as_json)  # the demo narrates its steps unless --json
-    _emit(r, as_json, f"demo done: verdict {str(r.get('verdict')).upper()}; see {r.get('report_html') or out}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _click_exception_types() -> tuple[tuple, tuple, tuple]:
-    """(Exit, Abort, ClickException) classes of typer's vendored click (typer >= 0.20) and of click."""
-    import importlib
-
-    exits, aborts, errors = [typer.Exit], [], []
-    for name in ("typer._click.exceptions", "click.exceptions"):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        for cls_name, bucket in (("Exit", exits), ("Abort", aborts), ("ClickException", errors)):
-            if hasattr(mod, cls_name):
-                bucket.append(getattr(mod, cls_name))
-    return tuple(exits), tuple(aborts), tuple(errors)
-
-
-def _error(text: str) -> None:
-    """The one way an error reaches the user: one line on stderr, secrets masked."""
-    typer.echo(redact(_one_line(text)), err=True)
+    u = r.get("unsupervised_path") or {}
+    head = "encoder path" if r.get("encoder_path") else "unsupervised path (encoder path skipped)"
+    _emit(r, as_json, f"demo done: verdict {str(r.get('verdict')).upper()} ({head}); unsupervised path "
+          f"{str(u.get('verdict')).upper()}; see {r.get('report_html') or out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and turns every failure into one line and an exit code."""
-    exits, aborts, click_errors = _click_exception_types()
-    debug = bool(os.environ.get("V2V_DEBUG"))
-    import logging
+    from v2v_migrate.cli_errors import run_app
 
-    logging.getLogger().addFilter(RedactingFilter())
-    if not debug:
-        # Engines' clients log their retries with tracebacks; our own error line says what matters.
-        for name in ("pymilvus", "grpc", "qdrant_client", "httpx", "milvus_lite"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        rv = app(args=argv, prog_name="v2v-migrate", standalone_mode=False)
-        code = rv if isinstance(rv, int) else 0  # click returns Exit codes when not standalone
-    except exits as e:
-        code = e.exit_code
-    except aborts:
-        code = EXIT_INTERRUPTED
-    except click_errors as e:  # unknown option, missing option, bad value
-        if not _one_line(e.format_message()):  # no arguments at all: the help was printed
-            return 2
-        _error(f"error: {_one_line(e.format_message()).rstrip('.')}. Fix: see `v2v-migrate --help` "
-               "or `v2v-migrate COMMAND --help`.")
-        code = e.exit_code
-    except KNOWN_ERRORS as e:
-        _error(f"error: {e}")
-        code = exit_code(e)
-    except KeyboardInterrupt:
-        _error("error: interrupted. Fix: run the same command again to resume.")
-        code = EXIT_INTERRUPTED
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
-        _error(f"error: {e}. Fix: check the path and its permissions.")
-        code = exit_code(StoreNotFoundError(""))
-    except Exception as e:  # a bug, not a user mistake: still one line unless debugging
-        if debug:
-            raise
-        _error(f"error: unexpected {type(e).__name__}: {e} Fix: rerun with V2V_DEBUG=1 for the traceback "
-               "and report it.")
-        code = exit_code(e)
-    return code
+    return run_app(app, argv)
 
 
 def run() -> None:

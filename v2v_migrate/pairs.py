@@ -1,11 +1,17 @@
 """Known pairs: vectors of the same texts under the old and the new model.
 
 One reader for `--pairs FILE` (Parquet: list<float> columns `source` and `target`, optional `id` of the
-source row), and one way to find pairs by id in two stores (ids present in both are the same texts).
-train and report both use these.
+source row), one way to find pairs by id in two stores (ids present in both are the same texts), and one way
+to make pairs with the new model's encoder (source rows' texts embedded). train and report both use these.
+
+Held-out rule: a row belongs to the evaluation half when a seeded hash of its id (of its row number in a
+pairs file without ids) falls in the first HOLDOUT_FRACTION of the hash range. train fits only on the
+other rows and records the rule in the translator's config; report measures only on held-out rows, so the
+figures never come from pairs the translator was fitted on, whatever store or file they come from.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from connectors import Batch
+from connectors.base import id_hash_key
 from connectors.errors import DimensionMismatchError, StoreNotFoundError, UnreadableStoreError
+
+HOLDOUT_FRACTION = 0.2
+HOLDOUT_SALT = 0x5EED_0DD5  # fixed: the split of a store never depends on train's --seed
 
 
 @dataclass
@@ -28,8 +38,51 @@ class Pairs:
         return len(self.x)
 
     def head(self, n: int) -> "Pairs":
-        cut = (lambda v: None if v is None else v[:n])
-        return Pairs(self.x[:n], self.y[:n], cut(self.ids), cut(self.payloads), self.origin)
+        return self.take(np.arange(min(n, len(self))))
+
+    def take(self, rows) -> "Pairs":
+        rows = np.asarray(rows, dtype=np.int64)
+        pick = (lambda v: None if v is None else [v[i] for i in rows])
+        return Pairs(self.x[rows], self.y[rows], pick(self.ids), pick(self.payloads), self.origin)
+
+    def concat(self, other: "Pairs | None") -> "Pairs":
+        if other is None or not len(other):
+            return self
+        if not len(self):
+            return other
+        ids = None if self.ids is None or other.ids is None else list(self.ids) + list(other.ids)
+        pays = None
+        if self.payloads is not None or other.payloads is not None:
+            pays = list(self.payloads or [None] * len(self)) + list(other.payloads or [None] * len(other))
+        return Pairs(np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]), ids, pays,
+                     f"{self.origin}+{other.origin}")
+
+
+def holdout_rule() -> dict:
+    """What train records in the translator config (report reads it back with `held_out`)."""
+    return {"rule": "id-hash", "salt": HOLDOUT_SALT, "fraction": HOLDOUT_FRACTION}
+
+
+def held_out(ids, rule: dict | None = None) -> np.ndarray:
+    """Boolean mask: which ids belong to the evaluation part (never trained on)."""
+    rule = rule or holdout_rule()
+    keys = id_hash_key(list(ids), int(rule["salt"]))
+    return keys < np.uint64(int(float(rule["fraction"]) * 2.0**64))
+
+
+def split_pairs(pairs: Pairs, want_held_out: bool, rule: dict | None = None) -> Pairs:
+    """The training part (want_held_out False) or the evaluation part of a set of pairs."""
+    ids = pairs.ids if pairs.ids is not None else list(range(len(pairs)))
+    mask = held_out(ids, rule) if len(pairs) else np.zeros(0, bool)
+    return pairs.take(np.flatnonzero(mask == want_held_out))
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _vectors(table, col: str, p: Path) -> np.ndarray:
@@ -98,9 +151,34 @@ def shared_id_pairs(source, target, source_sample: Batch, limit: int, seed: int 
         wanted = [x for x in target.sample(limit, seed=seed).ids if x not in seen]
         back = pairs_by_id(source.get(wanted), target) if wanted else None
         if back is not None and len(back):
-            pays = None
-            if pairs.payloads is not None or back.payloads is not None:
-                pays = (pairs.payloads or [None] * len(pairs)) + (back.payloads or [None] * len(back))
-            pairs = Pairs(np.concatenate([pairs.x, back.x]), np.concatenate([pairs.y, back.y]),
-                          pairs.ids + back.ids, pays, pairs.origin)
+            pairs = pairs.concat(back)
+            pairs.origin = back.origin
     return pairs.head(limit)
+
+
+def encode_pairs(source, encoder, n: int, *, want_held_out: bool, seed: int = 0, text_field: str | None = None,
+                 rule: dict | None = None, progress: bool = False,
+                 expected_dim: int | None = None) -> tuple[Pairs, str]:
+    """(pairs, text field): up to n source rows of one part (training or held-out) that have text, drawn
+    uniformly (seeded id hash), with their texts embedded by the new model's encoder.
+
+    The sample grows until it holds n usable rows or covers the store, so memory stays O(n) rows.
+    """
+    from v2v_migrate.encoders import detect_text_field, texts_of
+
+    part = HOLDOUT_FRACTION if want_held_out else 1.0 - HOLDOUT_FRACTION
+    total = source.count()
+    take = min(total, int(n / part * 1.1) + 64)
+    while True:
+        sample = source.sample(take, seed=seed)
+        field = detect_text_field(sample.payloads, text_field)
+        texts = texts_of(sample.payloads, field)
+        mask = held_out(sample.ids, rule) == want_held_out
+        rows = [i for i in np.flatnonzero(mask) if texts[i] is not None][:n]
+        if len(rows) >= n or take >= total:
+            break
+        take = min(total, take * 2)
+    y = encoder.encode([texts[i] for i in rows], progress=progress, expected_dim=expected_dim)
+    pays = [sample.payloads[i] for i in rows]
+    pairs = Pairs(sample.vectors[rows], y, [sample.ids[i] for i in rows], pays, "encoder")
+    return pairs, field

@@ -20,12 +20,14 @@ from connectors.secrets import clean_options
 from translators.errors import TrainingError
 from v2v_migrate.checkpoint import load_checkpoint, normalize_uri, state_dir_for
 from v2v_migrate.errors import UsageError
-from v2v_migrate.pairs import read_pairs
+from v2v_migrate.pairs import HOLDOUT_FRACTION, read_pairs, split_pairs
 from v2v_migrate.stores import open_existing
-from v2v_migrate.training import DEFAULT_SAMPLE_SIZE, MIN_ID_PAIRS, choose_method
+from v2v_migrate.report_quality import HELD_OUT_TEXTS
+from v2v_migrate.training import DEFAULT_ENCODED_PAIRS, DEFAULT_SAMPLE_SIZE, MIN_ID_PAIRS, choose_method
 
 PLAN_VERSION = 1
 QUEUE_DEPTH = 4
+ENCODER_PROBE_TEXTS = 128  # texts timed to estimate the encoding time (after a warm-up batch)
 
 
 def _vector_stats(vectors: np.ndarray) -> dict:
@@ -67,39 +69,74 @@ def _translate_rate(d_s: int, d_t: int, rows: int) -> float:
     return rows / max(time.perf_counter() - t0, 1e-9)
 
 
-def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: str | None = None,
+def _encoder_probe(spec: str, prefix: str, text_field: str | None, sample, count: int, budget: int,
+                   target_dim: int | None) -> dict:
+    """Open the encoder, find the text field, time it on a few rows: how many pairs, how long."""
+    from v2v_migrate.encoders import detect_text_field, encoder_from, safe_spec, texts_of
+
+    with encoder_from(spec, prefix) as enc:
+        field = detect_text_field(sample.payloads, text_field)
+        texts = [t for t in texts_of(sample.payloads, field) if t is not None]
+        rate = enc.rate(texts[:ENCODER_PROBE_TEXTS], warmup=32)
+        dim = enc.dim
+    if target_dim is not None and dim != target_dim:
+        raise DimensionMismatchError(f"the encoder returns {dim}-d vectors but the target store holds {target_dim}-d.",
+                                     "pass the encoder of the new model whose vectors the target holds.")
+    with_text = len(texts) / max(1, len(sample))
+    available = int(count * with_text * (1 - HOLDOUT_FRACTION))
+    pairs = int(min(budget, available))
+    return {"spec": safe_spec(spec), "text_field": field, "prefix": getattr(spec, "prefix", prefix) or "",
+            "dim": int(dim),
+            "texts_per_second": round(rate, 1), "rows_with_text": round(with_text, 4), "pairs": pairs,
+            "train_seconds": round(pairs / rate, 1), "report_seconds": round(HELD_OUT_TEXTS / rate, 1)}
+
+
+def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_path: str | None = None,
               translator_dir: str | None = None, allow_existing: bool = False, batch_size: int = 1024,
               metric: str | None = None, sample_size: int | None = None, seed: int = 0,
               state_dir: str | None = None, probe_rows: int = 4096, source_options: dict | None = None,
-              target_options: dict | None = None, dest_options: dict | None = None) -> dict:
+              target_options: dict | None = None, dest_options: dict | None = None, encoder: str | None = None,
+              text_field: str | None = None, encoder_prefix: str = "", encoded_pairs: int | None = None) -> dict:
     from connectors import check_metric, open_store
     from translators import MIN_UNSUPERVISED
 
     if normalize_uri(source_uri) == normalize_uri(dest_uri):
         raise UsageError("The source and the destination are the same store.",
                          "write to a new destination; the source stays read-only.")
+    if not (target_uri or pairs_path or encoder):
+        raise UsageError("plan needs the new model's side: --target, --pairs or --encoder.",
+                         "pass --encoder SPEC (the new model embeds source texts), --pairs FILE or --target URI.")
     source = open_existing(source_uri, "source", source_options)
-    target = open_existing(target_uri, "target", target_options)
+    target = open_existing(target_uri, "target", target_options) if target_uri else None
     dest = open_store(dest_uri, **(dest_options or {}))
     try:
         s_sample = source.sample(min(probe_rows, source.count()), seed=seed)
-        t_sample = target.sample(min(probe_rows, target.count()), seed=seed)
-        src, tgt = _describe(source, s_sample), _describe(target, t_sample)
+        src = _describe(source, s_sample)
+        tgt = _describe(target, target.sample(min(probe_rows, target.count()), seed=seed)) if target else None
 
-        # Pairs: a file, or ids both stores hold (probed on the source sample).
-        n_pairs, pairs_from = 0, "none"
+        # Pairs: a file, ids both stores hold (probed on the source sample), the encoder's.
+        n_pairs, pairs_from, enc, pairs_dim = 0, "none", None, None
         if pairs_path:
-            n_pairs, pairs_from = len(read_pairs(pairs_path, src["dim"], tgt["dim"])), "file"
-        overlap = len(target.get(list(s_sample.ids[:1000]))) if len(s_sample) else 0
-        size = int(sample_size or min(DEFAULT_SAMPLE_SIZE, max(src["count"], tgt["count"])))
+            known = read_pairs(pairs_path, src["dim"], tgt["dim"] if tgt else None)
+            n_pairs, pairs_from, pairs_dim = len(split_pairs(known, False)), "file", known.y.shape[1]
+        overlap = len(target.get(list(s_sample.ids[:1000]))) if target is not None and len(s_sample) else 0
+        size = int(sample_size or min(DEFAULT_SAMPLE_SIZE, max(src["count"], tgt["count"] if tgt else 0)))
         if not pairs_path and overlap:
-            expected = int(overlap / min(1000, len(s_sample)) * min(size, src["count"]))
+            # train fits on the ids outside the held-out part (report measures on those)
+            expected = int(overlap / min(1000, len(s_sample)) * min(size, src["count"]) * (1 - HOLDOUT_FRACTION))
             if expected >= MIN_ID_PAIRS:
                 n_pairs, pairs_from = expected, "ids"
-        if tgt["count"] < MIN_UNSUPERVISED and n_pairs < 2:
-            raise TrainingError(f"The target holds only {tgt['count']} vectors; learning a translator without "
-                                f"pairs needs at least {MIN_UNSUPERVISED} (a few thousand are better).",
-                                "add more new-model vectors to the target, or pass --pairs FILE.")
+        if encoder:
+            enc = _encoder_probe(encoder, encoder_prefix, text_field, s_sample, src["count"],
+                                 int(encoded_pairs or DEFAULT_ENCODED_PAIRS), tgt["dim"] if tgt else None)
+            n_pairs += enc["pairs"]
+            pairs_from = "encoder" if pairs_from == "none" else f"{pairs_from} + encoder"
+        new_dim = tgt["dim"] if tgt else (enc["dim"] if enc else pairs_dim)
+        if (tgt is None or tgt["count"] < MIN_UNSUPERVISED) and n_pairs < 2:
+            held = f"the target holds only {tgt['count']} vectors" if tgt else "no --target store was given"
+            raise TrainingError(f"{held} and no pairs were found; learning a translator without pairs needs at "
+                                f"least {MIN_UNSUPERVISED} new-model vectors (a few thousand are better).",
+                                "pass --encoder SPEC (source texts embedded by the new model) or --pairs FILE.")
         method, reason = choose_method(n_pairs)
 
         # Destination: compatible? holding data we did not write?
@@ -107,10 +144,10 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
         d = {"uri": normalize_uri(dest_uri), "exists": bool(dest.exists())}
         if d["exists"]:
             d.update(count=int(dest.count()), dim=int(dest.dim), metric=str(dest.metric))
-            if d["dim"] != tgt["dim"]:
+            if d["dim"] != new_dim:
                 raise DimensionMismatchError(
                     f"Destination {dest_uri} holds {d['dim']}-d vectors; the translator will output "
-                    f"{tgt['dim']}-d (the target model's dimension).", "choose a new destination for the new model.")
+                    f"{new_dim}-d (the new model's dimension).", "choose a new destination for the new model.")
             if metric and check_metric(d["metric"]) != out_metric:
                 raise UsageError(f"Destination uses metric {d['metric']}, not {metric}.",
                                  "drop --metric or choose a new destination.")
@@ -123,20 +160,20 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
             d["action"] = "resume (checkpoint found)" if cp is not None else "write into the existing destination"
         else:
             d["action"] = "create"
-        d.update(dim=tgt["dim"], metric=out_metric, id_type=src["id_type"])
+        d.update(dim=new_dim, metric=out_metric, id_type=src["id_type"])
 
         read_rate = _read_rate(source, batch_size, probe_rows)
-        tr_rate = _translate_rate(src["dim"], tgt["dim"], min(probe_rows, 8192))
+        tr_rate = _translate_rate(src["dim"], new_dim, min(probe_rows, 8192))
         payload_bytes = 0
         if s_sample.payloads:
             payload_bytes = int(np.mean([len(json.dumps(p, default=str)) for p in s_sample.payloads]))
         n = src["count"]
-        in_flight = (2 * QUEUE_DEPTH + 3) * batch_size * ((src["dim"] + tgt["dim"]) * 4 + payload_bytes)
-        train_mem = size * 2 * (src["dim"] + tgt["dim"]) * 4 * 3
+        in_flight = (2 * QUEUE_DEPTH + 3) * batch_size * ((src["dim"] + new_dim) * 4 + payload_bytes)
+        train_mem = size * 2 * (src["dim"] + new_dim) * 4 * 3
         estimate = {
             "read_rate": round(read_rate, 1), "translate_rate_linear": round(tr_rate, 1),
             "apply_seconds_read_translate": round(n / min(read_rate, tr_rate), 1),
-            "dest_disk_bytes": int(n * (tgt["dim"] * 4 + payload_bytes + 16) * 1.3),
+            "dest_disk_bytes": int(n * (new_dim * 4 + payload_bytes + 16) * 1.3),
             "apply_memory_bytes": int(in_flight), "train_memory_bytes": int(train_mem),
             "notes": "seconds exclude the destination's write rate (unknown before apply) and assume a "
                      "linear translator; vec2vec-style MLPs translate several times slower on CPU.",
@@ -144,7 +181,7 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
         created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
         plan = {
             "version": PLAN_VERSION, "created": created,
-            "source": src, "target": tgt, "dest": d,
+            "source": src, "target": tgt or {}, "dest": d,
             "train": {"method": method, "method_reason": reason, "pairs_from": pairs_from, "pairs": int(n_pairs),
                       "id_overlap_in_probe": int(overlap), "sample_size": size, "seed": int(seed),
                       "translator_dir": str(Path(translator_dir or "translator").resolve())},
@@ -155,10 +192,17 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
         }
         if pairs_path:
             plan["train"]["pairs_path"] = str(Path(pairs_path).resolve())
+        if enc:  # no key here: the openai key stays in V2V_ENCODER_API_KEY
+            plan["train"].update(encoder=enc["spec"], text_field=enc["text_field"], encoder_prefix=enc["prefix"],
+                                 encoded_pairs=enc["pairs"])
+            estimate.update(encoder_texts_per_second=enc["texts_per_second"],
+                            encode_seconds_train=enc["train_seconds"], encode_seconds_report=enc["report_seconds"],
+                            source_rows_with_text=enc["rows_with_text"])
         return plan
     finally:
         source.close()
-        target.close()
+        if target is not None:
+            target.close()
         dest.close()
 
 
@@ -189,7 +233,7 @@ def read_plan(path: str | os.PathLike) -> dict:
     if plan.get("version") != PLAN_VERSION:
         raise UsageError(f"Plan file {p} has version {plan.get('version')!r}, expected {PLAN_VERSION}.",
                          "rewrite it with `v2v-migrate plan ... --out plan.toml`.")
-    for section, key in (("source", "uri"), ("target", "uri"), ("dest", "uri"), ("train", "translator_dir")):
+    for section, key in (("source", "uri"), ("dest", "uri"), ("train", "translator_dir")):
         if not isinstance(plan.get(section), dict) or not isinstance(plan[section].get(key), str):
             raise UsageError(f"Plan file {p} lacks [{section}] {key}.",
                              "rewrite it with `v2v-migrate plan ... --out plan.toml`.")
@@ -223,10 +267,16 @@ def summary_text(plan: dict) -> str:
     mins = e["apply_seconds_read_translate"] / 60
     return "\n".join([
         f"source  {s['uri']}\n        {shape(s)}; payload fields: {fields}",
-        f"target  {t['uri']}\n        {shape(t)}",
+        (f"target  {t['uri']}\n        {shape(t)}" if t.get("uri") else
+         "target  none: the new model's side comes from the pairs"),
         f"dest    {d['uri']}\n        {d['action']}: {d['dim']}-d, {d['metric']}, {d['id_type']} ids",
-        f"train   method {tr['method']} ({tr['method_reason']}); sample {tr['sample_size']:,} per side; "
+        f"train   method {tr['method']} ({tr['method_reason']}); sample {tr['sample_size']:,} "
+        f"{'per side' if t.get('uri') else 'source rows'}; "
         f"pairs: {tr['pairs']:,} from {tr['pairs_from']}",
+        *([f"encode  {tr['encoder']}, field {tr['text_field']!r} ({100 * e['source_rows_with_text']:.0f} % of rows "
+           f"have text): {e['encoder_texts_per_second']:,.1f} texts/s here -> ~{e['encode_seconds_train'] / 60:.1f} "
+           f"min for {tr['encoded_pairs']:,} training pairs, ~{e['encode_seconds_report'] / 60:.1f} min for the "
+           "report's held-out texts"] if tr.get("encoder") else []),
         f"apply   ~{mins:.1f} min to read+translate at {e['read_rate']:,.0f} rows/s read, "
         f"{e['translate_rate_linear']:,.0f} rows/s translate (plus write time); "
         f"dest disk ~{_size(e['dest_disk_bytes'])}; apply memory ~{_size(e['apply_memory_bytes'])}, "

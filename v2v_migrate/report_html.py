@@ -75,6 +75,31 @@ def svg_bars(edges, counts, title, xlabel, ylabel="rows") -> str:
     return _frame(title, xlabel, ylabel, x0, x1, 0, top, "".join(bars))
 
 
+def svg_compare(rows, title, xlabel) -> str:
+    """Horizontal bars on a 0..1 scale: rows of (label, value, colour); the verdict's three figures."""
+    rows = [r for r in rows if r[1] is not None]
+    if not rows:
+        return ""
+    left = PAD_L + 90  # room for the labels; 36 px on the right for the value after a full bar
+    pw, ph = W - left - PAD_R - 36, H - PAD_T - PAD_B
+    step = ph / len(rows)
+    body = []
+    for i, (label, value, colour) in enumerate(rows):
+        y, w = PAD_T + step * i + step * 0.2, pw * min(max(float(value), 0.0), 1.0)
+        body.append(f'<text x="{left - 6}" y="{y + step * 0.35:.1f}" font-size="11" text-anchor="end">{esc(label)}</text>'
+                    f'<rect x="{left}" y="{y:.1f}" width="{max(w, 0.5):.1f}" height="{step * 0.6:.1f}" fill="{colour}">'
+                    f'<title>{esc(f"{label}: {float(value):.3f}")}</title></rect>'
+                    f'<text x="{left + w + 4:.1f}" y="{y + step * 0.35:.1f}" font-size="11">{esc(f"{float(value):.3f}")}</text>')
+    ticks = "".join(f'<text x="{left + pw * f:.1f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">{f:g}</text>'
+                    f'<line x1="{left + pw * f:.1f}" y1="{PAD_T}" x2="{left + pw * f:.1f}" y2="{H - PAD_B}" stroke="#eef0f4"/>'
+                    for f in (0, 0.25, 0.5, 0.75, 1.0))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img">'
+            f'<title>{esc(title)}</title><text x="{W / 2}" y="16" font-size="13" font-weight="600" text-anchor="middle">'
+            f'{esc(title)}</text>{ticks}{"".join(body)}'
+            f'<line x1="{left}" y1="{H - PAD_B}" x2="{left + pw}" y2="{H - PAD_B}" stroke="#445"/>'
+            f'<text x="{left + pw / 2}" y="{H - 6}" font-size="11" text-anchor="middle">{esc(xlabel)}</text></svg>')
+
+
 def svg_lines(series, title, xlabel, ylabel, y_max=1.0) -> str:
     """series: list of (label, xs, ys, colour)."""
     series = [s for s in series if s[1]]
@@ -113,6 +138,10 @@ def _plots(r) -> str:
     q, h = r.get("quality"), r["health"]
     cards = []
     if q:
+        cards.append(svg_compare([("translation", q["retention"], "#3b6fd4"),
+                                  ("status quo", q.get("status_quo"), "#e08a1e"),
+                                  ("re-embed", q.get("reembed", 1.0), "#98a2b3")],
+                                 "Share of the true top-10 kept (recall@10)", "new model's exact top-10 = 1.0"))
         ch = q["cosine_hist"]
         cards.append(svg_bars(ch["edges"], ch["counts"], "cos(translated, true new-model vector)", "cosine", "pairs"))
         rc = q["rank_cdf"]
@@ -155,17 +184,28 @@ def render_html(r: dict) -> str:
                         ("pairs", f"{r['pairs']['n']} ({r['pairs']['origin'] or 'none'})")])]
     parts.append("<h2>Retrieval quality</h2>")
     if q:
+        ki = q.get("known_item") or {}
+        parts.append("<table><tr><th></th><th>translation (migrate with this translator)</th><th>status quo (keep the "
+                     "old model)</th><th>re-embed everything</th></tr><tr><th>share of the new model's true top-10 "
+                     f"found (recall@10)</th><td class=num>{esc(fmt(q['retention']))}</td><td class=num>"
+                     f"{esc(fmt(q.get('status_quo')))}</td><td class=num>{esc(fmt(q.get('reembed', 1.0)))}</td></tr></table>")
         parts.append(_kv_table([
             ("retrieval retention (recall@10 translated ÷ true)", q["retention"]),
-            ("recall@10 over translated documents", q["recall_at_10"]),
+            ("status quo: old-model queries on old-model vectors, same truth", q.get("status_quo")),
+            ("standard error of (retention - status quo) over the queries", q.get("retention_minus_status_quo_se")),
+            (f"known-item search: top-1 among {ki.get('pool')} translated documents", ki.get("top1")),
+            ("known-item search: mean rank of its own document", ki.get("mean_rank")),
             ("mean cosine to the true new-model vector", q["mean_cosine"]),
             (f"top-1 among {q['pool']} candidates", q["top1"]), ("mean rank", q["mean_rank"]),
-            ("pairs / queries", f"{q['pairs']} / {q['queries']}"),
+            ("held-out pairs / queries", f"{q['pairs']} / {q['queries']} ({q['origin']})"),
             ("neighbour overlap translated vs true vectors", q["neighbour_overlap_translated_vs_true"]),
-            ("neighbour overlap source vs true (what a perfect translator gives)", q["neighbour_overlap_source_vs_true"])]))
+            ("neighbour overlap source vs true, every pair a query (the status quo, measured on all)",
+             q["neighbour_overlap_source_vs_true"])]))
     else:
-        parts.append("<p>Not measured: no pairs. Pass <code>--pairs FILE</code> (Parquet, columns source/target) or a "
-                     "<code>--target</code> store that shares ids with the source.</p>")
+        parts.append("<p><b>Not measured: only health checks ran</b>, so the verdict is no-go for lack of evidence. "
+                     "Pass <code>--encoder SPEC</code> (the new model embeds held-out source texts), "
+                     "<code>--pairs FILE</code> (Parquet, columns source/target), or a <code>--target</code> store "
+                     "that shares ids with the source.</p>")
     parts.append(_plots(r))
     if q and q.get("examples"):
         parts.append("<h2>Example queries</h2><table><tr><th>query (new-model vector of)</th>"
@@ -225,6 +265,12 @@ DEFINITIONS = """<h2>How to read this</h2><ul>
 pair items (itself excluded). Ground truth is its exact top-10 among the true new-model vectors; retention is the share of
 that top-10 found among the translated vectors (exact search on both sides, so the denominator is 1.0). It falls as the
 number of pairs grows. End-to-end recall after apply is about retention × the destination's ANN recall.</li>
+<li><b>Status quo</b>: the same share for the old model searching its own vectors (old-model query, old-model
+documents) against the same new-model truth: what not migrating keeps. A translation cannot know more than its source,
+so the verdict asks retention to reach the status quo (minus a tolerance: two standard errors of the per-query
+difference, unless set with --threshold status_quo_tolerance=X), not 1.0. Re-embedding every document keeps 1.0.</li>
+<li><b>Known-item search</b>: each held-out text's new-model vector searches the translated documents; top-1 is the
+share that find their own document first.</li>
 <li><b>top-1 / mean rank</b>: rank of each pair's own new-model vector among the candidate pool when searched with its
 translation (random guessing gives a mean rank of about pool/2).</li>
 <li><b>Neighbourhood overlap</b> (no pairs needed): share of each row's 10 nearest sampled neighbours that stay its

@@ -120,8 +120,9 @@ def ann_recall(dest, queries: np.ndarray, k: int = 10, batch_size: int = 4096) -
     search = search_method(dest)
     if search is None:
         return {"measured": False, "k": k,
-                "reason": f"{type(dest).__name__} exposes no search method: ANN recall was not measured "
-                          "(the quality figures use exact search)."}
+                "reason": f"the destination ({getattr(dest, 'scheme', type(dest).__name__)}) has no search engine of its "
+                          "own (Parquet is a file format): ANN recall does not apply; the quality figures use exact "
+                          "search."}
     q = np.ascontiguousarray(queries, dtype=np.float32)
     exact_ids, _ = rm.exact_topk_streaming(q, ((b.ids, b.vectors) for b in dest.iter_batches(batch_size)),
                                            dest.metric, k)
