@@ -1,0 +1,69 @@
+"""Retrying a server call on transient errors: a bounded number of tries with exponential back-off, then a
+clear `TransientStoreError`.
+
+Transient: the connection reset or refused (a server restarting), timeouts, "unavailable", rate limits
+(HTTP 429, gRPC RESOURCE_EXHAUSTED, "rate limit", "too many requests"). Anything else (a bad request, an
+authentication failure) is not retried: it would fail the same way again. Engines' own clients retry too
+(pymilvus retries UNAVAILABLE for up to its call `timeout`); this layer bounds the whole and says so.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Callable, TypeVar
+
+from connectors.errors import ConnectorError, TransientStoreError
+
+T = TypeVar("T")
+DEFAULT_TRIES = 5
+DEFAULT_DELAY = 0.5   # seconds before the second try; doubled each time
+MAX_DELAY = 8.0
+_TRANSIENT = re.compile(
+    r"(?i)(connection (reset|refused|aborted|closed)|reset by peer|broken pipe|timed? ?out|deadline exceeded|"
+    r"unavailable|rate[ -]?limit|too many requests|resource[_ ]exhausted|\b429\b|\b503\b|server is busy|"
+    r"temporarily|try again|fail(ed)? connecting to server|socket closed|eof occurred)")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an engine client's error is worth another try."""
+    if isinstance(exc, TransientStoreError):
+        return True
+    if isinstance(exc, ConnectorError):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    code = getattr(exc, "code", None)
+    code_name = getattr(code() if callable(code) else code, "name", "")
+    if code_name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"):
+        return True
+    return bool(_TRANSIENT.search(f"{type(exc).__name__}: {exc}"))
+
+
+class Retrier:
+    """Calls with retries. `retried` counts the extra tries made (for summaries); `sleep` is time.sleep."""
+
+    def __init__(self, tries: int = DEFAULT_TRIES, delay: float = DEFAULT_DELAY, max_delay: float = MAX_DELAY,
+                 sleep: Callable[[float], None] = time.sleep):
+        if int(tries) < 1:
+            raise ValueError("tries must be at least 1")
+        self.tries, self.delay, self.max_delay, self.sleep = int(tries), float(delay), float(max_delay), sleep
+        self.retried = 0
+
+    def call(self, fn: Callable[[], T], what: str, describe: Callable[[BaseException], str] = str) -> T:
+        """fn(), retried on transient errors. `describe(exc)` renders an error for the message (redacted)."""
+        delay = self.delay
+        for attempt in range(1, self.tries + 1):
+            try:
+                return fn()
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                if attempt == self.tries:
+                    raise TransientStoreError(
+                        f"{what} failed {self.tries} time(s) on a transient server error: {describe(e)[:300]}",
+                        "check that the server is up and not overloaded; retry later, lower --max-rate, or "
+                        "raise the store option retries=.") from None
+            self.retried += 1
+            self.sleep(min(delay, self.max_delay))
+            delay *= 2
+        raise AssertionError("unreachable")
