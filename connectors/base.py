@@ -53,10 +53,25 @@ class Batch:
         """The given rows (positions), with their payloads and other vectors."""
         rows = list(rows)
         extra = dict(self.extra)
-        if extra.get("vectors"):
-            extra["vectors"] = {n: [v[i] for i in rows] for n, v in extra["vectors"].items()}
+        if extra.get(EXTRA_VECTORS):
+            extra[EXTRA_VECTORS] = {n: [v[i] for i in rows] for n, v in extra[EXTRA_VECTORS].items()}
         return Batch([self.ids[i] for i in rows], self.vectors[rows],
                      [self.payloads[i] for i in rows] if self.payloads is not None else None, self.cursor, extra)
+
+
+EXTRA_VECTORS = "vectors"   # Batch.extra key: the rows' other vectors, {name: [value per row]}
+
+
+def other_vectors(batch: Batch, known: dict, where: str) -> dict:
+    """The batch's other vectors ({name: [value per row]}), refused when the destination (`known`: its
+    other vectors' names) lacks one: a vector is never dropped without being asked to."""
+    extras = batch.extra.get(EXTRA_VECTORS) or {}
+    unknown = sorted(set(extras) - set(known))
+    if unknown:
+        raise StoreUsageError(f"{where} has no vector {', '.join(map(repr, unknown))} for the rows' other vectors.",
+                              "drop them with --drop-vector NAME, or write to a new destination created from the "
+                              "source's schema.")
+    return extras
 
 
 def check_metric(metric: str) -> str:
@@ -143,6 +158,11 @@ class Store:
     def payload_fields(self) -> list[str]:
         """Names of payload fields known from the schema (may be empty for schemaless stores)."""
         return []
+
+    @property
+    def flavor(self) -> str:
+        """The engine as connectors.schema.CAPS knows it (a scheme can have flavours that keep less)."""
+        return self.scheme
 
     def select_vector(self, name: str | None) -> None:
         """Migrate (read and write) the vector called `name` of a store holding several; the connectors'

@@ -122,7 +122,7 @@ class MilvusBase(Store):
         """fn(client), retried on transient server errors; other errors typed and redacted."""
         try:
             return self.retrier.call(lambda: fn(self._client()), f"Milvus {what} on {self.uri}",
-                                     lambda e: redact(getattr(e, "message", None) or str(e), self._creds))
+                                     lambda e: redact(getattr(e, "message", None) or str(e), self._creds), fix)
         except ConnectorError:
             raise
         except Exception as e:

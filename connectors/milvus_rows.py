@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 
 from connectors import ids as idmap
-from connectors.base import Batch
+from connectors.base import EXTRA_VECTORS, Batch, other_vectors
 from connectors.errors import IdTypeError, StoreUsageError
 from connectors.json_ids import attach_id, encode_payload, restore_id
 
-EXTRA_VECTORS = "vectors"    # Batch.extra key: {name: [value per row]}
 PARTITION = "partition"      # Batch.extra key: the Milvus partition every row of the batch came from
 
 
@@ -95,12 +94,7 @@ def rows_to_batch(rows: list, schema: dict, cursor: Any, partition: str | None =
 def batch_to_rows(batch: Batch, vectors: np.ndarray, schema: dict, engine_id, where: str) -> dict:
     """{pk: row} to upsert (a repeated id keeps its last row). engine_id(x) -> (pk, whether mapped)."""
     pk, vec = schema["pk"], schema["vector"]
-    extras = batch.extra.get(EXTRA_VECTORS) or {}
-    unknown = sorted(set(extras) - set(schema["other_vectors"]))
-    if unknown:
-        raise StoreUsageError(f"{where} has no vector field {', '.join(map(repr, unknown))} for the rows' other "
-                              "vectors.", "drop them with --drop-vector NAME, or write to a new collection "
-                              "created from the source's schema.")
+    extras = other_vectors(batch, schema["other_vectors"], where)
     rows: dict = {}
     for i, x in enumerate(batch.ids):
         key, mapped = engine_id(idmap.normalize_id(x))

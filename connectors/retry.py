@@ -49,8 +49,10 @@ class Retrier:
         self.tries, self.delay, self.max_delay, self.sleep = int(tries), float(delay), float(max_delay), sleep
         self.retried = 0
 
-    def call(self, fn: Callable[[], T], what: str, describe: Callable[[BaseException], str] = str) -> T:
-        """fn(), retried on transient errors. `describe(exc)` renders an error for the message (redacted)."""
+    def call(self, fn: Callable[[], T], what: str, describe: Callable[[BaseException], str] = str,
+             fix: str | None = None) -> T:
+        """fn(), retried on transient errors. `describe(exc)` renders an error for the message (redacted);
+        `fix` is the caller's advice for the final error."""
         delay = self.delay
         for attempt in range(1, self.tries + 1):
             try:
@@ -61,8 +63,8 @@ class Retrier:
                 if attempt == self.tries:
                     raise TransientStoreError(
                         f"{what} failed {self.tries} time(s) on a transient server error: {describe(e)[:300]}",
-                        "check that the server is up and not overloaded; retry later, lower --max-rate, or "
-                        "raise the store option retries=.") from None
+                        (fix or "check that the server is up and reachable.") + " If it is up but busy, retry "
+                        "later, lower --max-rate, or raise the store option retries=.") from None
             self.retried += 1
             self.sleep(min(delay, self.max_delay))
             delay *= 2

@@ -9,7 +9,8 @@ the vectors it cannot hold at all (`unholdable`: the caller must drop them expli
 
 Keys (only `engine`, `vector` and `vectors` are always present):
 
-    engine           "milvus" | "qdrant" | "qdrant-edge" | "faiss" | "parquet"
+    engine           "milvus" | "qdrant" | "qdrant-local" | "qdrant-edge" | "faiss" | "parquet" (a store's
+                     `flavor`: qdrant-client's local mode keeps less than a Qdrant server)
     vector           name of the migrated dense vector; "" = the engine's single unnamed vector
     vectors          {name: {"kind": "dense", "dim": int, "metric": "cosine"|"ip"|"l2", "index": INDEX}
                           | {"kind": "sparse", "index": INDEX, "modifier": "idf" (Qdrant) | None}}
@@ -45,7 +46,9 @@ CAPS: dict[str, dict[str, Any]] = {
                 "indexes": ()},
 }
 CAPS["qdrant-edge"] = CAPS["qdrant"]
-QDRANT_FAMILY = ("qdrant", "qdrant-edge")
+# qdrant-client's local mode ignores payload indexes and collection-level HNSW/optimizer settings.
+CAPS["qdrant-local"] = {**CAPS["qdrant"], "payload_indexes": None, "settings": False}
+QDRANT_FAMILY = ("qdrant", "qdrant-edge", "qdrant-local")
 # Milvus scalar field types -> the payload index type other engines give such a field.
 FIELD_TO_PAYLOAD_INDEX = {"varchar": "keyword", "bool": "bool", "float": "float", "double": "float",
                           **{f"int{b}": "integer" for b in (8, 16, 32, 64)}}
@@ -177,10 +180,12 @@ def _carry_layout(source: dict, engine: str, same: bool, same_family: bool, out:
     if indexes:
         _carry_payload_indexes(indexes, fields, engine, out, carried, not_carried)
     config = source.get("engine_config") or {}
-    if config and same_family:
+    if config and same_family and caps.get("settings", True):
         out["engine_config"] = copy.deepcopy(config)
         carried.append(f"{source['engine']} settings: {', '.join(sorted(config))}")
-    elif config:
+    elif config and same_family:
+        not_carried.append(f"{source['engine']} settings {', '.join(sorted(config))} ({engine} keeps none)")
+    elif set(config) - {"scalar_indexes"}:  # Milvus' scalar index kinds are carried as payload indexes
         not_carried.append(f"{source['engine']} settings {', '.join(sorted(config))} (another engine's)")
 
 
