@@ -165,8 +165,8 @@ class Store:
         return self.scheme
 
     def select_vector(self, name: str | None) -> None:
-        """Migrate (read and write) the vector called `name` of a store holding several; the connectors'
-        options vector_field= / vector_name= do the same. Single-vector stores only accept ''/None."""
+        """Migrate (read and write) the vector called `name` of a store holding several, unless the
+        connector's option (vector_field= / vector_name=) chose one. Single-vector stores accept only ''/None."""
         if name:
             raise StoreUsageError(f"{self.scheme} stores hold one unnamed vector, not {name!r}.",
                                   "drop the vector name.")

@@ -144,7 +144,7 @@ class MilvusStore(MilvusBase):
         return out
 
     def select_vector(self, name: str | None) -> None:
-        if name and name != self._vector_field_option:
+        if name and self._vector_field_option is None:
             self._vector_field_option, self._schema = name, None
 
     def _read_partitions(self) -> list[str] | None:

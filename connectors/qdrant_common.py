@@ -100,7 +100,7 @@ class QdrantBase(Store):
     _cached_params: dict | None = None
 
     def select_vector(self, name: str | None) -> None:
-        if name and name != self._vector_name_option:
+        if name and self._vector_name_option is None:
             self._vector_name_option, self._cached_params = name, None
 
     def _vector_names(self) -> list | bool:

@@ -58,3 +58,20 @@ def exit_code(exc: BaseException) -> int:
         if isinstance(exc, classes):
             return code
     return EXIT_INTERNAL
+
+
+def click_exception_types(typer_exit) -> tuple[tuple, tuple, tuple]:
+    """(Exit, Abort, ClickException) classes of typer's vendored click (typer >= 0.20) and of click, for the
+    CLI's one place that turns exceptions into exit codes (typer_exit: typer.Exit)."""
+    import importlib
+
+    exits, aborts, errors = [typer_exit], [], []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        for cls_name, bucket in (("Exit", exits), ("Abort", aborts), ("ClickException", errors)):
+            if hasattr(mod, cls_name):
+                bucket.append(getattr(mod, cls_name))
+    return tuple(exits), tuple(aborts), tuple(errors)
