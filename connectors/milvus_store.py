@@ -274,7 +274,8 @@ class MilvusStore(MilvusBase):
             rows += self._call("query", lambda c: c.query(self.collection, filter=expr, limit=len(part),
                                                            output_fields=self._output_fields(),
                                                            partition_names=self._partitions_option))
-        return rows_to_batch(rows, s, None)
+        order = {k: i for i, k in enumerate(keys)}
+        return rows_to_batch(sorted(rows, key=lambda r: order[r[s["pk"]]]), s, None)  # servers answer unordered
 
     def sample(self, n: int, seed: int = 0) -> Batch:
         self._load()

@@ -228,7 +228,7 @@ def verdict(report: dict, th: dict) -> dict:
     reasons = [f"{c['name']} = {_fmt(c['value'])} (needs {c['op']} {_fmt(c['threshold'])}): {c['what']}" for c in failed]
     if not failed:
         reasons = ["every check passed"]
-    notes = []
+    notes = [f"schema: {d}" for d in ((integ or {}).get("schema") or {}).get("differences") or []]
     if ann is not None and not ann.get("measured"):
         notes.append(ann["reason"])
     return {"decision": "no-go" if failed else "go", "go": not failed, "reasons": reasons, "notes": notes,
@@ -303,7 +303,8 @@ def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pai
     if dest is not None:
         report["integrity"] = {"source_count": report["source"]["count"], "dest_count": report["dest"]["count"],
                                "counts_equal": report["source"]["count"] == report["dest"]["count"],
-                               "rows": ri.check_rows(sample, dest, translator, th["vector_tolerance"])}
+                               "rows": ri.check_rows(sample, dest, translator, th["vector_tolerance"]),
+                               "schema": ri.compare_schemas(source, dest)}
         queries = pairs.y[:ANN_QUERIES] if report["quality"] else translated[:ANN_QUERIES]
         report["ann"] = ri.ann_recall(dest, queries, k=10)
         report["ann"]["queries_from"] = "pair new-model vectors" if report["quality"] else "translated sample rows"
