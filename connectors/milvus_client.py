@@ -18,7 +18,7 @@ from connectors.errors import (
     ConnectorError, StoreLockedError, StoreNotFoundError, TransientStoreError, UnreadableStoreError,
 )
 from connectors.milvus_schema import describe_collection
-from connectors.retry import is_transient
+from connectors.retry import describe, is_transient
 
 # Open clients per Lite file in this process (the file's server is released at zero).
 _LITE_OPEN: dict[str, int] = {}
@@ -114,7 +114,7 @@ class MilvusBase(Store):
     def _fail(self, exc: Exception, what: str, cls=UnreadableStoreError, fix: str | None = None) -> ConnectorError:
         if isinstance(exc, ConnectorError):
             return exc
-        msg = redact(getattr(exc, "message", None) or str(exc), self._creds)
+        msg = redact(describe(exc), self._creds)
         return cls(f"Milvus {what} failed for {self.uri}: {msg}", fix or "check that the collection is "
                    "healthy and the server reachable.")
 
@@ -122,7 +122,7 @@ class MilvusBase(Store):
         """fn(client), retried on transient server errors; other errors typed and redacted."""
         try:
             return self.retrier.call(lambda: fn(self._client()), f"Milvus {what} on {self.uri}",
-                                     lambda e: redact(getattr(e, "message", None) or str(e), self._creds), fix)
+                                     lambda e: redact(describe(e), self._creds), fix)
         except ConnectorError:
             raise
         except Exception as e:

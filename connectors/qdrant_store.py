@@ -34,7 +34,7 @@ from connectors.errors import (
 from connectors.credentials import is_server_location, load_credentials, parse_server_location, redact
 from connectors.qdrant_common import QdrantBase, engine_point_id, pick_vector, point_vectors, points_by_engine_id
 from connectors.qdrant_schema import client_create_kwargs, client_filter, describe_client
-from connectors.retry import DEFAULT_DELAY, DEFAULT_TRIES, Retrier
+from connectors.retry import DEFAULT_DELAY, DEFAULT_TRIES, Retrier, describe
 from connectors.schema import minimal
 
 # Qdrant server refuses requests over 32 MB by default (service.max_request_size_mb); aim at half.
@@ -91,7 +91,7 @@ class QdrantStore(QdrantBase):
 
     # -- connection ------------------------------------------------------------------------------
     def _fail(self, exc: Exception, what: str, cls=UnreadableStoreError, fix: str | None = None) -> ConnectorError:
-        msg = redact(str(exc), self._creds)[:500]
+        msg = redact(describe(exc), self._creds)[:500]
         return cls(f"Qdrant {what} failed for {self.uri}: {msg}",
                    fix or "check that the collection is healthy and the server reachable.")
 
@@ -101,7 +101,7 @@ class QdrantStore(QdrantBase):
             if self._server is None:
                 return fn(self._client())
             return self.retrier.call(lambda: fn(self._client()), f"Qdrant {what} on {self.uri}",
-                                     lambda e: redact(str(e), self._creds), fix)
+                                     lambda e: redact(describe(e), self._creds), fix)
         except ConnectorError:
             raise
         except Exception as e:

@@ -21,22 +21,57 @@ MAX_DELAY = 8.0
 _TRANSIENT = re.compile(
     r"(?i)(connection (reset|refused|aborted|closed)|reset by peer|broken pipe|timed? ?out|deadline exceeded|"
     r"unavailable|rate[ -]?limit|too many requests|resource[_ ]exhausted|\b429\b|\b503\b|server is busy|"
-    r"temporarily|try again|fail(ed)? connecting to server|socket closed|eof occurred)")
+    r"temporarily|try again|socket closed|eof occurred)")
+_TRANSIENT_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+_FINAL_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT", "NOT_FOUND", "UNIMPLEMENTED")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The error and what caused it (clients wrap the gRPC error that says what happened)."""
+    out, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        out.append(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _grpc_code(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    try:
+        code = code() if callable(code) else code
+    except Exception:  # not a gRPC error's code()
+        return ""
+    return str(getattr(code, "name", "") or "")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether an engine client's error is worth another try."""
+    """Whether an engine client's error is worth another try (an authentication failure never is, even
+    when the client words it like an unreachable server)."""
     if isinstance(exc, TransientStoreError):
         return True
     if isinstance(exc, ConnectorError):
         return False
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    chain = _chain(exc)
+    codes = {_grpc_code(e) for e in chain}
+    if codes & set(_FINAL_CODES):
+        return False
+    if codes & set(_TRANSIENT_CODES) or any(isinstance(e, (ConnectionError, TimeoutError)) for e in chain):
         return True
-    code = getattr(exc, "code", None)
-    code_name = getattr(code() if callable(code) else code, "name", "")
-    if code_name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"):
-        return True
-    return bool(_TRANSIENT.search(f"{type(exc).__name__}: {exc}"))
+    return bool(_TRANSIENT.search(" ".join(f"{type(e).__name__}: {e}" for e in chain)))
+
+
+def describe(exc: BaseException) -> str:
+    """The error's message, with the details of the gRPC error under it (e.g. "auth check failure")."""
+    text = getattr(exc, "message", None) or str(exc)
+    for cause in _chain(exc)[1:]:
+        details = getattr(cause, "details", None)
+        if callable(details):
+            try:
+                return f"{text} ({details()})"
+            except Exception:
+                pass
+    return text
 
 
 class Retrier:
