@@ -121,6 +121,11 @@ class MilvusServer:
         return {"MILVUS_USER": self.user, "MILVUS_PASSWORD": self.password} if self.auth else {}
 
     @property
+    def server_pid(self) -> int | None:
+        """The server process's pid (the launcher's child), for measuring it."""
+        return self._child_pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
