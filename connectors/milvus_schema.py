@@ -203,11 +203,20 @@ def _add_field(schema, name: str, field: dict, partition_key: bool) -> None:
     schema.add_field(name, getattr(DataType, field["type"].upper()), **kw)
 
 
+def _scalar_index(kind: str | None, field_type: str, legacy: bool) -> str | None:
+    """The scalar index to build: Milvus before 2.4 knows only Trie (VARCHAR) and STL_SORT (numbers); later
+    versions and Milvus Lite build INVERTED for any field (and still the kind a same-engine source had)."""
+    if legacy:
+        return "Trie" if field_type == "varchar" else "STL_SORT" if field_type in FIELD_TO_PAYLOAD_INDEX else None
+    return "INVERTED" if kind in (None, "Trie", "STL_SORT") else kind
+
+
 def new_collection_schema(client, description: dict, dim: int, metric: str, id_type: str,
-                          index_override: str | None, default_index: str, id_max_length: int):
+                          index_override: str | None, default_index: str, id_max_length: int,
+                          legacy: bool = False):
     """(schema, index params, create kwargs) of a collection built from a connectors.schema description
     (the migrated vector gets `dim` and `metric`); a bare description gives key `id`, vector `vector` and
-    a dynamic field for payloads."""
+    a dynamic field for payloads. legacy: a server before 2.4 (its own scalar index types)."""
     from pymilvus import DataType
 
     ident = description.get("id") or {}
@@ -241,9 +250,11 @@ def new_collection_schema(client, description: dict, dim: int, metric: str, id_t
     for field_name, field in (description.get("fields") or {}).items():
         _add_field(schema, field_name, field, field_name == key)
     scalar_kinds = (description.get("engine_config") or {}).get("scalar_indexes") or {}
+    fields = description.get("fields") or {}
     for field_name in description.get("payload_indexes") or {}:
-        if field_name in (description.get("fields") or {}):
-            index.add_index(field_name=field_name, index_type=scalar_kinds.get(field_name, "INVERTED"))
+        kind = _scalar_index(scalar_kinds.get(field_name), fields.get(field_name, {}).get("type", ""), legacy)
+        if field_name in fields and kind:
+            index.add_index(field_name=field_name, index_type=kind)
     create_kw = {"num_partitions": int(description["num_partitions"])} if key and description.get(
         "num_partitions") else {}
     return schema, index, create_kw

@@ -299,7 +299,8 @@ class MilvusStore(MilvusBase):
         try:
             fields, index, create_kw = new_collection_schema(
                 client, description, int(dim), metric, id_type, self._index_type,
-                "hnsw" if self._server else "flat", self._id_max_length)
+                "hnsw" if self._server else "flat", self._id_max_length,
+                legacy=bool(self._server) and server_before(client, (2, 4)))
             self._call("create_collection", lambda c: c.create_collection(
                 self.collection, schema=fields, index_params=index, **create_kw))
             for p in description.get("partitions") or []:

@@ -179,3 +179,33 @@ def test_transient_errors_are_retried_then_reported(milvus_server, real_vectors)
     worker.join(timeout=120)
     assert result == [50]
     store.close()
+
+
+def test_lite_collection_to_the_server_rebuilds_its_scalar_index_in_the_servers_kind(world, milvus_server, tmp_path):
+    import shared_data
+    from milvus_lite.server_manager import server_manager_instance
+    from pymilvus import DataType, MilvusClient
+
+    lite = MilvusClient(str(tmp_path / "src.db"))
+    schema = lite.create_schema(auto_id=False, enable_dynamic_field=True)
+    schema.add_field("doc_id", DataType.INT64, is_primary=True)
+    schema.add_field("title", DataType.VARCHAR, max_length=64)
+    schema.add_field("emb", DataType.FLOAT_VECTOR, dim=384)
+    index = lite.prepare_index_params()
+    index.add_index("emb", index_type="FLAT", metric_type="IP")
+    index.add_index("title", index_type="INVERTED")  # Milvus 2.3 has no INVERTED index: Trie there
+    lite.create_collection("docs", schema=schema, index_params=index)
+    rows = world["rows"][:100]
+    vectors = shared_data.embeddings("minilm", rows)
+    lite.insert("docs", [{"doc_id": int(r), "title": f"title {int(r)}", "emb": vectors[i]} for i, r in enumerate(rows)])
+    lite.close()
+    server_manager_instance.release_server(str(tmp_path / "src.db"))
+    res = _apply(world, f"milvus:{tmp_path / 'src.db'}#docs", milvus_server.uri("from_lite"), tmp_path / "state",
+                 cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    client = MilvusClient(uri=milvus_server.url)
+    kinds = {i["field_name"]: i["index_type"] for i in (client.describe_index("from_lite", n)
+                                                         for n in client.list_indexes("from_lite"))}
+    assert kinds == {"emb": "FLAT", "title": "Trie"}
+    assert {f["name"]: f for f in client.describe_collection("from_lite")["fields"]}["title"]["params"]["max_length"] == 64
+    client.close()
