@@ -120,13 +120,8 @@ class MilvusBase(Store):
 
     def _call(self, what: str, fn, cls=UnreadableStoreError, fix: str | None = None):
         """fn(client), retried on transient server errors; other errors typed and redacted."""
-        try:
-            return self.retrier.call(lambda: fn(self._client()), f"Milvus {what} on {self.uri}",
-                                     lambda e: redact(describe(e), self._creds), fix)
-        except ConnectorError:
-            raise
-        except Exception as e:
-            raise self._fail(e, what, cls, fix) from None
+        return self.retrier.guard(lambda: fn(self._client()), f"Milvus {what} on {self.uri}",
+                                  lambda e: redact(describe(e), self._creds), lambda e: self._fail(e, what, cls, fix), fix)
 
     def _client(self, create: bool = False):
         if self._client_obj is None:

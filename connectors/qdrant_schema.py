@@ -48,6 +48,22 @@ def _hnsw_from_index(index: dict | None) -> dict:
     return out
 
 
+def _vector_params(description: dict, dim: int, metric: str, dense, sparse) -> tuple[dict, dict]:
+    """({name: dense params}, {name: sparse params}) of a description, built by either binding's
+    dense(size, metric, index) and sparse(modifier); the migrated vector gets dim and metric."""
+    name = description.get("vector") or ""
+    vectors = {name: dense(dim, metric, description["vectors"].get(name, {}).get("index"))}
+    sparses = {}
+    for n, spec in description["vectors"].items():
+        if n == name:
+            continue
+        if spec["kind"] == "sparse":
+            sparses[n] = sparse(spec.get("modifier"))
+        else:
+            vectors[n] = dense(spec["dim"], spec["metric"], spec.get("index"))
+    return vectors, sparses
+
+
 def describe(engine: str, name: str, dense: dict, sparse: dict, hnsw: dict, optimizers: dict,
              payload_indexes: dict) -> dict:
     """dense: {name: {'size', 'distance', 'hnsw_config'?}}; sparse: {name: {'modifier'?}} (plain dicts)."""
@@ -98,17 +114,8 @@ def client_create_kwargs(description: dict, dim: int, metric: str) -> dict:
         return models.VectorParams(size=int(size), distance=models.Distance(METRIC_TO_DISTANCE[metric_name]),
                                    hnsw_config=models.HnswConfigDiff(**per_vector) if per_vector else None)
 
-    name = description.get("vector") or ""
-    vectors = {name: dense(dim, metric, description["vectors"].get(name, {}).get("index"))}
-    sparse = {}
-    for n, spec in description["vectors"].items():
-        if n == name:
-            continue
-        if spec["kind"] == "sparse":
-            sparse[n] = models.SparseVectorParams(
-                modifier=models.Modifier(spec["modifier"]) if spec.get("modifier") else None)
-        else:
-            vectors[n] = dense(spec["dim"], spec["metric"], spec.get("index"))
+    vectors, sparse = _vector_params(description, dim, metric, dense, lambda modifier: models.SparseVectorParams(
+        modifier=models.Modifier(modifier) if modifier else None))
     kw: dict[str, Any] = {"vectors_config": vectors[""] if list(vectors) == [""] else vectors}
     if sparse:
         kw["sparse_vectors_config"] = sparse
@@ -171,16 +178,8 @@ def edge_config(description: dict, dim: int, metric: str):
                                   hnsw_config=q.HnswIndexConfig(**{**{k: full[k] for k in ("m", "ef_construct",
                                   "full_scan_threshold")}, **per_vector}) if per_vector else None)
 
-    name = description.get("vector") or ""
-    vectors = {name: dense(dim, metric, description["vectors"].get(name, {}).get("index"))}
-    sparse = {}
-    for n, spec in description["vectors"].items():
-        if n == name:
-            continue
-        if spec["kind"] == "sparse":
-            sparse[n] = q.EdgeSparseVectorParams(modifier=q.Modifier.Idf if spec.get("modifier") == "idf" else None)
-        else:
-            vectors[n] = dense(spec["dim"], spec["metric"], spec.get("index"))
+    vectors, sparse = _vector_params(description, dim, metric, dense, lambda modifier: q.EdgeSparseVectorParams(
+        modifier=q.Modifier.Idf if modifier == "idf" else None))
     kw: dict[str, Any] = {"vectors": vectors[""] if list(vectors) == [""] else vectors}
     if sparse:
         kw["sparse_vectors"] = sparse

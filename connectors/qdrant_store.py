@@ -97,15 +97,9 @@ class QdrantStore(QdrantBase):
 
     def _call(self, what: str, fn, cls=UnreadableStoreError, fix: str | None = None):
         """fn(client): on a server retried on transient errors; errors typed, secrets masked."""
-        try:
-            if self._server is None:
-                return fn(self._client())
-            return self.retrier.call(lambda: fn(self._client()), f"Qdrant {what} on {self.uri}",
-                                     lambda e: redact(describe(e), self._creds), fix)
-        except ConnectorError:
-            raise
-        except Exception as e:
-            raise self._fail(e, what, cls, fix) from None
+        return self.retrier.guard(lambda: fn(self._client()), f"Qdrant {what} on {self.uri}",
+                                  lambda e: redact(describe(e), self._creds), lambda e: self._fail(e, what, cls, fix),
+                                  fix, retry=self._server is not None)
 
     def _client(self, create: bool = False):
         if self._client_obj is not None:

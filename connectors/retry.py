@@ -104,3 +104,14 @@ class Retrier:
             self.sleep(min(delay, self.max_delay))
             delay *= 2
         raise AssertionError("unreachable")
+
+    def guard(self, fn: Callable[[], T], what: str, describe: Callable[[BaseException], str],
+              fail: Callable[[BaseException], ConnectorError], fix: str | None = None, retry: bool = True) -> T:
+        """A connector's server call: `call` (when `retry`), our own errors passed on, any other error turned
+        into fail(exc) (a typed error with secrets masked)."""
+        try:
+            return self.call(fn, what, describe, fix) if retry else fn()
+        except ConnectorError:
+            raise
+        except Exception as e:
+            raise fail(e) from None
