@@ -248,7 +248,11 @@ def _edge_condition(c: dict):
         for key, cls in (("value", q.MatchValue), ("any", q.MatchAny), ("except", q.MatchExcept),
                          ("text", q.MatchText)):
             if key in match:
-                kw["match"] = cls(match[key])
+                value = match[key]
+                if isinstance(value, bool):  # qdrant-edge-py reads a Python bool as the int 1 (matching no
+                    import numpy as np       # bool payload); a numpy bool stays a bool
+                    value = np.bool_(value)
+                kw["match"] = cls(value)
                 break
         else:
             raise StoreUsageError(f"filter= match {json.dumps(match)} is not supported on Qdrant Edge.",
