@@ -259,3 +259,35 @@ def test_carry_maps_what_each_engine_can_hold():
     local = carry({**milvus, "engine": "qdrant-edge", "engine_config": {"hnsw": {"m": 20}}}, "qdrant-local",
                   dim=768, metric="ip", drop_vectors=["img", "words"])
     assert "engine_config" not in local["schema"] and "payload_indexes" not in local["schema"]
+
+
+def test_incremental_copies_a_row_whose_other_vector_changed(world, tmp_path):
+    import qdrant_edge as q
+
+    src = tmp_path / "edge"
+    shard = q.EdgeShard.create(str(src / "docs"), q.EdgeConfig(
+        vectors={"minilm": q.EdgeVectorParams(size=384, distance=q.Distance.Cosine)},
+        sparse_vectors={"words": q.EdgeSparseVectorParams()}))
+
+    def put(i, words):
+        shard.update(q.UpdateOperation.upsert_points([q.Point(
+            i, {"minilm": world["minilm"][i].tolist(), "words": q.SparseVector(words["indices"], words["values"])},
+            {"row": i})]))
+
+    for i in range(200):
+        put(i, world["sparse"][i])
+    shard.flush()
+    shard.close()
+    args = ("--source-option", "vector_name=minilm", "--incremental")
+    res, out = _apply(world, f"qdrant-edge:{src}#docs", f"qdrant-edge:{tmp_path}/out#docs", tmp_path, *args)
+    assert res.returncode == 0 and out["rows_written"] == 200, res.stderr
+    shard = q.EdgeShard.load(str(src / "docs"))
+    put(7, {"indices": [1, 2], "values": [3.0, 4.0]})  # only the sparse vector of row 7 changes
+    shard.flush()
+    shard.close()
+    res, out = _apply(world, f"qdrant-edge:{src}#docs", f"qdrant-edge:{tmp_path}/out#docs", tmp_path, *args)
+    assert res.returncode == 0 and (out["rows_written"], out["rows_skipped"]) == (1, 199), res.stderr
+    dest = q.EdgeShard.load(str(tmp_path / "out" / "docs"))
+    (record,) = dest.retrieve([7], with_payload=False, with_vector=["words"])
+    dest.close()
+    assert (list(record.vector["words"].indices), list(record.vector["words"].values)) == ([1, 2], [3.0, 4.0])

@@ -119,7 +119,7 @@ def _translate_batch(b: Batch, translator, source_dim: int, target_dim: int, has
         from v2v_migrate.incremental import id_key, row_hashes
 
         keys = [id_key(x) for x in b.ids]
-        hashes = row_hashes(vectors, b.payloads)
+        hashes = row_hashes(vectors, b.payloads, b.extra.get("vectors"))
         mask = hashes_db.changed_mask(keys, hashes)
         if not mask.all():
             b = b.with_vectors(vectors).take(np.flatnonzero(mask))
