@@ -165,8 +165,9 @@ class Store:
         return self.scheme
 
     def select_vector(self, name: str | None) -> None:
-        """Migrate (read and write) the vector called `name` of a store holding several, unless the
-        connector's option (vector_field= / vector_name=) chose one. Single-vector stores accept only ''/None."""
+        """Prefer the vector called `name` where a store holds several and the connector's option
+        (vector_field= / vector_name=) chose none; a store with one vector keeps using it. Single-vector
+        engines accept only ''/None."""
         if name:
             raise StoreUsageError(f"{self.scheme} stores hold one unnamed vector, not {name!r}.",
                                   "drop the vector name.")

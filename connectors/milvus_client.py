@@ -105,7 +105,7 @@ def disconnect(client, location: str, is_server: bool) -> None:
 
 class MilvusBase(Store):
     """Connection, retried calls and the collection's schema, for MilvusStore (which sets `location`,
-    `collection`, `_server`, `_creds`, `_timeout`, `_vector_field_option` and `retrier`)."""
+    `collection`, `_server`, `_creds`, `_timeout`, `_vector_field_option`, `_preferred_vector` and `retrier`)."""
 
     _client_obj = None
     _schema: dict | None = None
@@ -146,7 +146,7 @@ class MilvusBase(Store):
                 f"existing collections: {', '.join(names) if names else '(none)'}.",
                 "use one of those names after '#', or create the collection first.")
         self._schema = self._call("describe_collection", lambda c: describe_collection(
-            c, self.collection, self._vector_field_option))
+            c, self.collection, self._vector_field_option, self._preferred_vector))
         return self._schema
 
     def _load(self) -> None:

@@ -29,11 +29,12 @@ def _vector_kind(dtype) -> str:
     return "other"  # binary, float16, bfloat16, int8: not copied (the caller must drop them)
 
 
-def describe_collection(client, collection: str, vector_field: str | None) -> dict:
+def describe_collection(client, collection: str, vector_field: str | None, preferred: str | None = None) -> dict:
     """The connector's view: {'pk', 'pk_str', 'pk_max_length', 'vector', 'dim', 'scalars', 'dynamic',
     'other_vectors' {name: 'dense'|'sparse'}, 'unsupported_vectors', 'partition_key', 'desc'}.
 
-    vector_field picks the vector to migrate when there are several; with one FLOAT_VECTOR it is found.
+    vector_field picks the vector to migrate when there are several; with one FLOAT_VECTOR it is found;
+    `preferred` (Store.select_vector) settles the choice when there are several and no vector_field.
     """
     from pymilvus import DataType
 
@@ -46,6 +47,8 @@ def describe_collection(client, collection: str, vector_field: str | None) -> di
     name = vector_field
     if name is None:
         dense = [n for n, f in vectors.items() if f["type"] == DataType.FLOAT_VECTOR]
+        if len(dense) > 1 and preferred in dense:
+            dense = [preferred]
         if len(dense) != 1:
             raise StoreUsageError(f"Milvus collection {collection!r} has vector fields "
                                   f"{', '.join(sorted(vectors))}; which one to migrate is ambiguous.",

@@ -91,6 +91,7 @@ class MilvusStore(MilvusBase):
         self.collection = collection
         self._creds = load_credentials("milvus", credentials_file) if self._server else {}
         self._vector_field_option = vector_field
+        self._preferred_vector: str | None = None  # select_vector(): settles a choice the option leaves open
         self._metric_option = check_metric(metric) if metric else None
         self._index_type = index_type
         self._id_max_length = int(id_max_length)
@@ -144,8 +145,8 @@ class MilvusStore(MilvusBase):
         return out
 
     def select_vector(self, name: str | None) -> None:
-        if name and self._vector_field_option is None:
-            self._vector_field_option, self._schema = name, None
+        if name and name != self._preferred_vector:
+            self._preferred_vector, self._schema = name, None
 
     def _read_partitions(self) -> list[str] | None:
         """Partitions read one by one (so that rows keep theirs), or None: the collection as a whole."""
@@ -311,7 +312,7 @@ class MilvusStore(MilvusBase):
                                   "servers before 2.4 hold one vector field and no sparse vectors: drop the "
                                   "others with --drop-vector) and the server's permissions.") from None
         self._schema, self._loaded = None, False
-        self.select_vector(self._vector_field_option or (description.get("vector") or "vector"))
+        self.select_vector(description.get("vector") or "vector")
 
     def _engine_id(self, x) -> tuple[Any, bool]:
         return engine_key(self._require(), x, self.collection)

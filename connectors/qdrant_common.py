@@ -77,8 +77,11 @@ def point_vectors(batch: Batch, i: int, vector: np.ndarray, p: dict, extras: dic
     return out
 
 
-def pick_vector(vectors: dict, option: str | None, where: str) -> str:
-    """The named vector to migrate: `option` (vector_name=), or the only one there is."""
+def pick_vector(vectors: dict, option: str | None, where: str, preferred: str | None = None) -> str:
+    """The named vector to migrate: `option` (vector_name=), the only one there is, or `preferred`
+    (Store.select_vector) when there are several."""
+    if option is None and preferred in vectors and len(vectors) > 1:
+        return preferred
     if option is None:
         if len(vectors) != 1:
             raise StoreUsageError(f"{where} has named vectors {', '.join(sorted(vectors))}; which one to "
@@ -97,11 +100,12 @@ class QdrantBase(Store):
     keep the vector_name= option in `_vector_name_option` and the params in `_cached_params`."""
 
     _vector_name_option: str | None = None
+    _preferred_vector: str | None = None  # select_vector(): settles a choice the option leaves open
     _cached_params: dict | None = None
 
     def select_vector(self, name: str | None) -> None:
-        if name and self._vector_name_option is None:
-            self._vector_name_option, self._cached_params = name, None
+        if name and name != self._preferred_vector:
+            self._preferred_vector, self._cached_params = name, None
 
     def _vector_names(self) -> list | bool:
         """What scroll/retrieve should return: the migrated vector and the others."""

@@ -110,7 +110,7 @@ class QdrantEdgeStore(QdrantBase):
         if not vectors:
             raise UnreadableStoreError(f"Qdrant Edge shard {self.path!r} has no dense vectors.",
                                        "point at a shard with dense vectors.")
-        name = pick_vector(vectors, self._vector_name_option, self.where)
+        name = pick_vector(vectors, self._vector_name_option, self.where, self._preferred_vector)
         others = {n: "dense" for n in vectors if n != name}
         others.update({n: "sparse" for n in config.get("sparse_vectors") or {}})
         self._cached_params = {"name": name, "dim": int(vectors[name]["size"]), "distance": vectors[name]["distance"],
@@ -173,7 +173,7 @@ class QdrantEdgeStore(QdrantBase):
             shard.update(qdrant_edge.UpdateOperation.create_field_index(field, edge_payload_index(kind)))
         _OPEN_SHARDS[self.path] = [shard, 1]
         self._shard, self._cached_params = shard, None
-        self.select_vector(self._vector_name_option or description.get("vector") or None)
+        self.select_vector(description.get("vector") or None)
 
     def upsert(self, batch: Batch) -> None:
         import qdrant_edge

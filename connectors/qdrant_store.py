@@ -176,7 +176,7 @@ class QdrantStore(QdrantBase):
             raise UnreadableStoreError(f"Qdrant collection {self.collection!r} has no dense vectors.",
                                        "point at a collection with dense vectors.")
         if isinstance(vectors, dict):
-            name = pick_vector(vectors, self._vector_name_option, self.where)
+            name = pick_vector(vectors, self._vector_name_option, self.where, self._preferred_vector)
             params = vectors[name]
         else:
             name, params = None, vectors
@@ -245,7 +245,7 @@ class QdrantStore(QdrantBase):
                     self.collection, field, field_schema=models.PayloadSchemaType(kind), wait=True),
                     StoreUsageError, fix)
         self._cached_params = None
-        self.select_vector(self._vector_name_option or description.get("vector") or None)
+        self.select_vector(description.get("vector") or None)
 
     def upsert(self, batch: Batch) -> None:
         p = self._params()

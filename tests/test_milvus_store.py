@@ -104,6 +104,12 @@ def test_existing_collection_schema_scalars_dynamic_and_vector_choice(db, vector
     assert b.ids == list(range(20)) and np.array_equal(b.vectors, vectors[:20])  # Milvus keeps cosine rows raw
     assert b.payloads[3] == {"title": "t3", "extra": 6}
     assert open_store(f"milvus:{db}#twovec", vector_field="emb_b").metric == "l2"
+    preferring = open_store(f"milvus:{db}#twovec")
+    preferring.select_vector("emb_b")  # settles the choice the options left open...
+    assert preferring.dim == 8 and set(preferring.describe_schema()["vectors"]) == {"emb_a", "emb_b"}
+    chosen = open_store(f"milvus:{db}#twovec", vector_field="emb_a")
+    chosen.select_vector("emb_b")  # ...but never overrides vector_field=
+    assert chosen.dim == 384
     store.close()
 
 
@@ -186,3 +192,10 @@ def test_server_uri_credentials_come_from_env_or_file_never_the_uri(tmp_path, mo
     creds_file.write_text('token = "tok-from-file-123"\n')
     store = open_store("milvus:http://milvus.example:19530#docs", credentials_file=str(creds_file))
     assert milvus_token(store._creds) == "tok-from-file-123" and not store._server.tls
+
+
+def test_a_preferred_vector_does_not_break_a_single_vector_collection(milvus_at, vectors):
+    store = _fill(milvus_at("single"), vectors[:10], range(10))
+    store.select_vector("emb")  # e.g. a destination created before schemas were carried, resumed now
+    assert (store.dim, store.count()) == (384, 10) and store.describe_schema()["vector"] == "vector"
+    store.close()

@@ -121,6 +121,14 @@ def test_milvus_schema_second_and_sparse_vectors_migrate_intact(world, milvus_so
         assert row["words"] == dict(zip(world["sparse"][i]["indices"], np.float32(world["sparse"][i]["values"])))
         assert np.allclose(np.asarray(row["emb"], np.float32), translated[i], atol=1e-5)
 
+    # The report compares both schemas, picking the migrated vector among the destination's three.
+    report = run_cli(["report", "--translator", str(world["translator"]), "--source", milvus_source,
+                      "--source-option", "vector_field=emb", "--dest", dest, "--out", str(tmp_path / "report"),
+                      "--sample-size", "200", "--json"], tmp_path)
+    assert report.returncode == 0, report.stderr
+    schema = json.loads(report.stdout)["integrity"]["schema"]
+    assert schema["compared"] and schema["differences"] == [] and set(schema["dest"]["vectors"]) == {"emb", "emb_l3", "words"}
+
 
 def test_vectors_a_destination_cannot_hold_are_refused_unless_dropped(world, milvus_source, tmp_path):
     dest = f"faiss:{tmp_path / 'dest.faiss'}"

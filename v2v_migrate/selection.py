@@ -45,7 +45,11 @@ class Selection:
             if not path.is_file():
                 raise UsageError(f"--ids file {path} does not exist.", "pass a text file with one id per line.")
             self.ids_file = str(path)
-            self.ids_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            self.ids_sha256 = digest.hexdigest()
 
     @property
     def subset(self) -> bool:
