@@ -64,8 +64,8 @@ class Selection:
             out["filter"] = self.filter
         if self.partitions:
             out["partitions"] = list(self.partitions)
-        if self.ids_file:
-            out["ids_file"], out["ids_sha256"] = self.ids_file, self.ids_sha256
+        if self.ids_file:  # the content names the subset; the folder it sits in does not matter
+            out["ids_file"], out["ids_sha256"] = os.path.basename(self.ids_file), self.ids_sha256
         if self.drop_vectors:
             out["drop_vectors"] = list(self.drop_vectors)
         return out
