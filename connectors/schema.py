@@ -128,7 +128,11 @@ def carry(source: dict, engine: str, *, dim: int, metric: str, drop_vectors: tup
             unholdable.append(n)
             continue
         spec = copy.deepcopy(spec)
-        spec["index"] = _carry_index(spec.get("index"), src_engine, engine, f"vector {n!r}", carried, not_carried)
+        if spec["kind"] == "sparse" and not same_family:
+            spec["index"] = {}  # each engine indexes sparse vectors its own way
+        else:
+            spec["index"] = _carry_index(spec.get("index"), src_engine, engine, f"vector {n!r}", carried,
+                                         not_carried)
         vectors[n] = spec
         carried.append(f"vector {n!r} ({spec['kind']}{', ' + str(spec['dim']) + '-d' if spec.get('dim') else ''}, "
                        "copied unchanged)")
