@@ -1,5 +1,9 @@
 """Connector throughput and memory: write and read vectors/s and peak RSS per engine, at two store sizes.
 
+`milvus-server` is a real Milvus 2.3.5 standalone server (tests/servers.py; `make milvus-server` installs it),
+started fresh for each size on 127.0.0.1: its own peak RSS (VmHWM of the server process) is a column of its own,
+next to the client's.
+
 Each (engine, N) runs in its own subprocess, so peak RSS (ru_maxrss) belongs to that engine alone. Vectors
 are 384-d: the shared minilm rows, tiled and perturbed (seeded noise per batch) to reach N, generated batch
 by batch, so the generator itself holds one batch; only the store calls are timed. Baseline in the same run:
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -39,10 +44,12 @@ SIZES = {
     "parquet": (100_000, 1_000_000),
     "qdrant-edge": (100_000, 1_000_000),
     "milvus": (10_000, 50_000),
+    "milvus-server": (20_000, 100_000),
     "qdrant": (5_000, 20_000),
 }
 MODULES = {"faiss": "faiss_store", "parquet": "parquet_store", "milvus": "milvus_store",
-           "qdrant": "qdrant_store", "qdrant-edge": "qdrant_edge_store"}
+           "qdrant": "qdrant_store", "qdrant-edge": "qdrant_edge_store", "milvus-server": "milvus_store"}
+SERVER_URL_ENV = "V2V_BENCH_MILVUS_URL"
 
 
 def batches(n: int):
@@ -60,6 +67,8 @@ def batches(n: int):
 
 
 def uri_for(engine: str, root: str) -> str:
+    if engine == "milvus-server":
+        return f"milvus:{os.environ[SERVER_URL_ENV]}#b"
     return {"faiss": f"faiss:{root}/b.faiss", "parquet": f"parquet:{root}/b", "milvus": f"milvus:{root}/b.db#b",
             "qdrant": f"qdrant:{root}/q#b", "qdrant-edge": f"qdrant-edge:{root}/e#b"}[engine]
 
@@ -126,11 +135,39 @@ def worker(engine: str, n: int, root: str) -> dict:
 
 def run_one(engine: str, n: int, timeout: int) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"v2v-bench-{engine}-") as root:
-        proc = subprocess.run([sys.executable, __file__, "--worker", engine, str(n), root],
-                              capture_output=True, text=True, timeout=timeout)
+        server, env = None, dict(os.environ)
+        if engine == "milvus-server":
+            sys.path.insert(0, str(REPO / "tests"))
+            import servers
+
+            if servers.unavailable_reason():
+                return {"engine": engine, "n": n, "error": servers.unavailable_reason()}
+            server = servers.MilvusServer(Path(root) / "server").start()
+            env[SERVER_URL_ENV] = server.url
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--worker", engine, str(n), root],
+                                  capture_output=True, text=True, timeout=timeout, env=env)
+            server_peak = _peak_rss_mb(server.server_pid) if server else None
+        finally:
+            if server:
+                server.stop()
     if proc.returncode != 0:
         return {"engine": engine, "n": n, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:120]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if server_peak is not None:
+        out["server_peak_rss_mb"] = server_peak
+    return out
+
+
+def _peak_rss_mb(pid: int | None) -> float | None:
+    """Peak resident memory (VmHWM) of another process, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, TypeError):
+        pass
+    return None
 
 
 def main() -> None:
@@ -161,8 +198,9 @@ def main() -> None:
             print("# " + json.dumps(r), flush=True)
     print(f"\n{DIM}-d float32 vectors, batches of {BATCH:,}, metric cosine, payload {{row, src}}; "
           f"each row a fresh subprocess.\n")
-    print("| engine | N | write vec/s | read vec/s | peak RSS MB | peak anon MB | anon ratio (large/small N) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| engine | N | write vec/s | read vec/s | peak RSS MB | peak anon MB | anon ratio (large/small N) | "
+          "server peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     by_engine: dict = {}
     for r in results:
         by_engine.setdefault(r["engine"], []).append(r)
@@ -171,10 +209,11 @@ def main() -> None:
         ratio = f"{ok[-1]['peak_anon_mb'] / ok[0]['peak_anon_mb']:.2f}" if len(ok) == 2 else "-"
         for r in rows:
             if "error" in r:
-                print(f"| {engine} | {r['n']:,} | error: {r['error']} | | | | |")
+                print(f"| {engine} | {r['n']:,} | error: {r['error']} | | | | | |")
                 continue
+            server = f"{r['server_peak_rss_mb']:,.0f}" if r.get("server_peak_rss_mb") else ""
             print(f"| {engine} | {r['n']:,} | {r['n'] / r['write_s']:,.0f} | {r['n'] / r['read_s']:,.0f} | "
-                  f"{r['peak_rss_mb']:,.0f} | {r['peak_anon_mb']:,.0f} | {ratio if r is ok[-1] else ''} |")
+                  f"{r['peak_rss_mb']:,.0f} | {r['peak_anon_mb']:,.0f} | {ratio if r is ok[-1] else ''} | {server} |")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class Batch:
     payloads: one dict per row, or None when the store has no payloads.
     cursor: JSON-serialisable position *after* this batch; passing it to `iter_batches(cursor=...)`
     resumes with the next row. None when the store cannot resume mid-stream.
+    extra: what else the rows carry. "vectors": {name: [one value per row]}, the store's other vectors,
+    copied unchanged (dense: a float32 array; sparse: {"indices": [...], "values": [...]}; None: the row has
+    none); "partition": the partition every row of the batch belongs to (Milvus).
     """
 
     ids: list
@@ -45,6 +48,30 @@ class Batch:
 
     def with_vectors(self, vectors: np.ndarray) -> "Batch":
         return Batch(self.ids, vectors, self.payloads, self.cursor, dict(self.extra))
+
+    def take(self, rows: Sequence[int]) -> "Batch":
+        """The given rows (positions), with their payloads and other vectors."""
+        rows = list(rows)
+        extra = dict(self.extra)
+        if extra.get(EXTRA_VECTORS):
+            extra[EXTRA_VECTORS] = {n: [v[i] for i in rows] for n, v in extra[EXTRA_VECTORS].items()}
+        return Batch([self.ids[i] for i in rows], self.vectors[rows],
+                     [self.payloads[i] for i in rows] if self.payloads is not None else None, self.cursor, extra)
+
+
+EXTRA_VECTORS = "vectors"   # Batch.extra key: the rows' other vectors, {name: [value per row]}
+
+
+def other_vectors(batch: Batch, known: dict, where: str) -> dict:
+    """The batch's other vectors ({name: [value per row]}), refused when the destination (`known`: its
+    other vectors' names) lacks one: a vector is never dropped without being asked to."""
+    extras = batch.extra.get(EXTRA_VECTORS) or {}
+    unknown = sorted(set(extras) - set(known))
+    if unknown:
+        raise StoreUsageError(f"{where} has no vector {', '.join(map(repr, unknown))} for the rows' other vectors.",
+                              "drop them with --drop-vector NAME, or write to a new destination created from the "
+                              "source's schema.")
+    return extras
 
 
 def check_metric(metric: str) -> str:
@@ -132,6 +159,25 @@ class Store:
         """Names of payload fields known from the schema (may be empty for schemaless stores)."""
         return []
 
+    @property
+    def flavor(self) -> str:
+        """The engine as connectors.schema.CAPS knows it (a scheme can have flavours that keep less)."""
+        return self.scheme
+
+    def select_vector(self, name: str | None) -> None:
+        """Prefer the vector called `name` where a store holds several and the connector's option
+        (vector_field= / vector_name=) chose none; a store with one vector keeps using it. Single-vector
+        engines accept only ''/None."""
+        if name:
+            raise StoreUsageError(f"{self.scheme} stores hold one unnamed vector, not {name!r}.",
+                                  "drop the vector name.")
+
+    def describe_schema(self) -> dict:
+        """The store's schema description (see connectors.schema): vectors, index, fields, partitions..."""
+        from connectors.schema import minimal
+
+        return minimal(self.scheme, self.dim, self.metric)
+
     def iter_batches(self, batch_size: int = 1024, cursor: Any = None, shard: Any = None) -> Iterator[Batch]:
         """Stream every row once, in a stable order, in bounded memory.
 
@@ -201,7 +247,10 @@ class Store:
             raise IdTypeError(f"{what} holds {self.id_type} ids, not {id_type}.",
                               f"write to a new {new}, or create it with the store's id type.")
 
-    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
+    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True,
+               schema: dict | None = None, **kw: Any) -> None:
+        """Create the store (or check an existing one). `schema`: a description (connectors.schema) to build
+        from, e.g. `carry(source.describe_schema(), ...)["schema"]`; its migrated vector takes dim/metric."""
         raise StoreUsageError(f"{self.scheme} stores are read-only here.", "choose a writable destination.")
 
     def upsert(self, batch: Batch) -> None:

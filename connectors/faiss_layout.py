@@ -170,6 +170,19 @@ def read_index(path: Path, flags: int = READ_FLAGS):
     return top
 
 
+def describe_index(top) -> dict:
+    """The neutral INDEX (connectors.schema) of a FAISS index: flat, hnsw (m, ef_construction), ivf_flat
+    (nlist, nprobe), or the index's own type for the others."""
+    index = faiss.downcast_index(top.index) if isinstance(top, (faiss.IndexIDMap, faiss.IndexIDMap2)) else top
+    if isinstance(index, faiss.IndexHNSWFlat):
+        return {"type": "hnsw", "m": int(index.hnsw.nb_neighbors(1)), "ef_construction": int(index.hnsw.efConstruction)}
+    if type(index) is faiss.IndexIVFFlat:
+        return {"type": "ivf_flat", "nlist": int(index.nlist), "nprobe": int(index.nprobe)}
+    if type(index) in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP):
+        return {"type": "flat"}
+    return {"type": type(index).__name__.lower(), "params": {}}
+
+
 def open_layout(path: Path, allow_lossy: bool = False):
     """(layout, metric name, top-level index type name)."""
     top = read_index(path)

@@ -1,4 +1,5 @@
-"""FAISS index files as a store: `faiss:PATH` (options: allow_lossy, index='flat'|'hnsw', hnsw_m).
+"""FAISS index files as a store: `faiss:PATH` (options: allow_lossy, index=flat|hnsw|ivf, hnsw_m,
+ef_construction, nlist, nprobe; or the index of a schema description given to `create`).
 
 Reading (source stores are never modified): the file is memory-mapped (see faiss_layout); Flat, IVFFlat,
 HNSWFlat, IDMap/IDMap2 and IndexRefineFlat give back their exact float32 vectors and their ids. Indexes with
@@ -20,7 +21,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from connectors import split_uri
-from connectors.base import ID_TYPES, ORIGINAL_ID_KEY, Batch, FileBackedStore, check_metric, validate_vectors
+from connectors.base import (
+    ID_TYPES, ORIGINAL_ID_KEY, Batch, FileBackedStore, check_metric, other_vectors, validate_vectors,
+)
 from connectors.errors import EmptyStoreError, IdTypeError, InvalidVectorsError, StoreUsageError
 from connectors.ids import fits_int64, normalize_id, restore_original, to_int64
 
@@ -34,6 +37,16 @@ def _parse_target(rest: str) -> tuple[str, dict]:
         return rest, {}
     opts = dict(part.partition("=")[::2] for part in query.split("&") if part)
     return path, opts
+
+
+def _index_options(schema: dict | None) -> dict:
+    """index=, hnsw_m=, ef_construction=, nlist=, nprobe= from a schema description's vector index."""
+    index = ((schema or {}).get("vectors", {}).get((schema or {}).get("vector", ""), {}).get("index")) or {}
+    kind = {"flat": "flat", "hnsw": "hnsw", "ivf_flat": "ivf"}.get(index.get("type"))
+    if kind is None:
+        return {}
+    names = {"m": "hnsw_m", "ef_construction": "ef_construction", "nlist": "nlist", "nprobe": "nprobe"}
+    return {"index": kind, **{names[k]: v for k, v in index.items() if k in names}}
 
 
 class FaissStore(FileBackedStore):
@@ -100,6 +113,13 @@ class FaissStore(FileBackedStore):
     def _mapped(self) -> bool:
         self._lay()
         return bool(self._meta.get("ids_mapped"))
+
+    def describe_schema(self) -> dict:
+        from connectors.faiss_layout import describe_index
+        from connectors.schema import minimal
+
+        self._lay()
+        return minimal("faiss", self.dim, self.metric, describe_index(self._layout._owner))
 
     def payload_fields(self) -> list[str]:
         self._lay()
@@ -187,20 +207,22 @@ class FaissStore(FileBackedStore):
         return self._batch(keys, vectors, None, f"{self.uri} sample")
 
     # -- writing -----------------------------------------------------------------------------------
-    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
+    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True,
+               schema: dict | None = None, **kw: Any) -> None:
         from connectors.faiss_writer import FaissWriter
         metric, dim = check_metric(metric), int(dim)
         if id_type not in ID_TYPES:
             raise StoreUsageError(f"Unknown id type {id_type!r}.", f"use one of {', '.join(ID_TYPES)}.")
-        opts = {**self.options, **kw}
+        opts = {**_index_options(schema), **self.options, **kw}  # explicit options win over the schema
         kind, m = opts.get("index"), opts.get("hnsw_m")
+        sizes = {k: opts.get(k) for k in ("ef_construction", "nlist", "nprobe")}
         if self._writer is None and self.exists():
             self.check_existing(dim, metric, id_type, exist_ok, self.where, new="path")
             self._writer = FaissWriter.reopen(self.path, self._meta, dim, metric, id_type, index_kind=kind,
-                                              hnsw_m=m, ef_construction=opts.get("ef_construction"))
+                                              hnsw_m=m, **sizes)
         elif self._writer is None:
             self._writer = FaissWriter(self.path, dim, metric, id_type, kind or "flat", m or 32,
-                                       opts.get("ef_construction") or 80)
+                                       sizes["ef_construction"] or 80, sizes["nlist"], sizes["nprobe"])
             self.flush()  # the empty index exists on disk from now on
         else:
             self.check_existing(dim, metric, id_type, True, self.where, new="path")
@@ -210,6 +232,7 @@ class FaissStore(FileBackedStore):
         return f"FAISS index {str(self.path)!r}"
 
     def upsert(self, batch: Batch) -> None:
+        other_vectors(batch, {}, self.where)  # an index holds one vector: refuse others rather than drop them
         w = self._open_writer()
         vectors = validate_vectors(batch.vectors, w.dim, where=f"upsert into {self.uri}")
         if len(batch.ids) != len(vectors):

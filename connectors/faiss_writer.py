@@ -1,11 +1,16 @@
 """Building a FAISS index by idempotent upserts, made durable by atomic rewrites at flush().
 
-Layout written: IndexIDMap2 over IndexFlat (default) or over IndexHNSWFlat (`index="hnsw"`).
+Layout written: IndexIDMap2 over IndexFlat (default) or over IndexHNSWFlat (`index="hnsw"`), or an
+IndexIVFFlat (`index="ivf"`, `nlist`, `nprobe`), whose coarse quantizer is trained on the vectors written
+(the translated ones), on a seeded sample of up to 256 per list: at the first flush with at least `nlist`
+rows, and again whenever the index has doubled since (so the final training saw at least half of the
+rows). Until `nlist` rows exist the file is a Flat index.
 All vectors live in memory in an IndexIDMap2(IndexFlat) "staging" index, which can remove ids: an upsert of
 an existing id with a different vector or payload removes it and adds the new row; an identical row is
 skipped (so replaying a batch after a crash is a no-op). HNSW cannot remove, so the HNSW graph is extended
 incrementally at flush with the rows added since the last flush, and rebuilt from the staging index only
-when some id was replaced since then (memory: vectors are held twice in HNSW mode).
+when some id was replaced since then (memory: vectors are held twice in HNSW and IVF modes). IVF lists get
+the new rows the same way, and are refilled from the staging index after a replacement.
 
 Payloads are encoded to Arrow once, per upserted batch (a list of small tables with an `id` column); a
 flush concatenates them, drops rows superseded by a later upsert of the same id, and writes the result
@@ -35,6 +40,8 @@ from connectors.faiss_sidecars import META_FORMAT, ROW_GROUP_ROWS, atomic_write_
 from connectors.errors import StoreUsageError
 
 META_VERSION = 1
+INDEX_KINDS = ("flat", "hnsw", "ivf")
+TRAIN_PER_LIST = 256  # faiss' own cap on training points per centroid
 
 
 def _package_version() -> str:
@@ -51,11 +58,16 @@ def _metric_type(metric: str) -> int:
 
 class FaissWriter:
     def __init__(self, path: Path, dim: int, metric: str, id_type: str, index_kind: str = "flat",
-                 hnsw_m: int = 32, ef_construction: int = 80):
-        if index_kind not in ("flat", "hnsw"):
-            raise StoreUsageError(f"Unknown FAISS index kind {index_kind!r}.", "use index='flat' or index='hnsw'.")
+                 hnsw_m: int = 32, ef_construction: int = 80, nlist: int | None = None, nprobe: int | None = None):
+        if index_kind not in INDEX_KINDS:
+            raise StoreUsageError(f"Unknown FAISS index kind {index_kind!r}.", "use index=flat, hnsw or ivf.")
         self.path, self.dim, self.metric, self.id_type = path, int(dim), metric, id_type
         self.index_kind, self.hnsw_m, self.ef_construction = index_kind, int(hnsw_m), int(ef_construction)
+        self.nlist, self.nprobe = int(nlist or 1024), int(nprobe or 1)
+        if index_kind == "ivf" and self.nlist < 1:
+            raise StoreUsageError(f"nlist={nlist} is not a number of lists.", "pass nlist= 1 or more.")
+        self.ivf = None          # the IndexIVFFlat as last written
+        self.trained_on = 0      # rows its quantizer was trained on
         self.staging = faiss.IndexIDMap2(faiss.IndexFlat(self.dim, _metric_type(metric)))
         self.known: set[int] = set()
         self.chunks: list[pa.Table] = []  # encoded payloads per upsert, in upsert order (see module doc)
@@ -72,6 +84,8 @@ class FaissWriter:
     def reopen(cls, path: Path, meta: dict, dim: int, metric: str, id_type: str, **kw) -> "FaissWriter":
         """Continue writing an index we (or faiss with IDMap over Flat/HNSWFlat) wrote."""
         top = read_index(path, 0)  # fully in memory: it will be modified
+        if type(top) is faiss.IndexIVFFlat:
+            return cls._reopen_ivf(path, top, dim, metric, id_type, kw.get("nprobe"))
         inner = faiss.downcast_index(top.index) if isinstance(top, (faiss.IndexIDMap, faiss.IndexIDMap2)) else None
         kind = "hnsw" if isinstance(inner, faiss.IndexHNSWFlat) else "flat"
         if inner is None or not (isinstance(inner, faiss.IndexHNSWFlat) or type(inner) in
@@ -82,7 +96,8 @@ class FaissWriter:
                 "write the migration to a new faiss:PATH (this index stays readable as a source).",
             )
         w = cls(path, dim, metric, id_type, kw.get("index_kind") or meta.get("index", kind),
-                kw.get("hnsw_m") or meta.get("hnsw_m", 32), kw.get("ef_construction") or 80)
+                kw.get("hnsw_m") or meta.get("hnsw_m", 32), kw.get("ef_construction") or 80,
+                kw.get("nlist") or meta.get("nlist"), kw.get("nprobe") or meta.get("nprobe"))
         ids = faiss.vector_to_array(top.id_map).astype(np.int64)
         if len(ids):
             storage = faiss.downcast_index(inner.storage) if kind == "hnsw" else inner
@@ -90,12 +105,29 @@ class FaissWriter:
         w.known = set(ids.tolist())
         if kind == "hnsw" and w.index_kind == "hnsw":
             w.hnsw = top if isinstance(top, faiss.IndexIDMap2) else None
-        side = payload_path(path)
+        w._reopen_payloads()
+        return w
+
+    @classmethod
+    def _reopen_ivf(cls, path: Path, ivf, dim: int, metric: str, id_type: str, nprobe) -> "FaissWriter":
+        from connectors.faiss_layout import ListLayout
+
+        w = cls(path, dim, metric, id_type, "ivf", nlist=ivf.nlist, nprobe=nprobe or ivf.nprobe)
+        layout = ListLayout(ivf, ivf, dim, None, True, None)
+        ids, vectors = layout.read_range(0, layout.n)
+        if len(ids):
+            w.staging.add_with_ids(vectors, ids)
+        w.known = set(ids.tolist())
+        w.ivf, w.trained_on = ivf, int(ivf.ntotal)
+        w._reopen_payloads()
+        return w
+
+    def _reopen_payloads(self) -> None:
+        side = payload_path(self.path)
         if side.exists():
             table = pq.read_table(str(side))
-            w.chunks = [table.set_column(table.column_names.index("id"), "id", table.column("id").cast(pa.int64()))]
-        w.dirty = False
-        return w
+            self.chunks = [table.set_column(table.column_names.index("id"), "id", table.column("id").cast(pa.int64()))]
+        self.dirty = False
 
     def upsert(self, keys: np.ndarray, vectors: np.ndarray, payloads: list[dict]) -> None:
         """Rows replace rows of the same id; a row without payload ({}) clears the old payload."""
@@ -127,7 +159,7 @@ class FaissWriter:
         self.known.update(keys.tolist())
         if self.chunks or self.id_type == "str" or any(payloads):  # id-only stores keep no sidecar
             self.chunks.append(payload_table({"id": pa.array(keys)}, payloads, len(keys), reserved=("id",)))
-        if self.index_kind == "hnsw":
+        if self.index_kind != "flat":
             self.pending.append((keys, vectors))
         self.dirty = True
 
@@ -179,20 +211,51 @@ class FaissWriter:
             inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, _metric_type(self.metric))
             inner.hnsw.efConstruction = self.ef_construction
             self.hnsw = faiss.IndexIDMap2(inner)
-            n = self.count
-            if n:
-                xb = faiss.rev_swig_ptr(faiss.downcast_index(self.staging.index).get_xb(), n * self.dim)
-                self.hnsw.add_with_ids(xb.reshape(n, self.dim), faiss.vector_to_array(self.staging.id_map))
+            if self.count:
+                self.hnsw.add_with_ids(*self._all_rows())
         else:
             for keys, vectors in self.pending:
                 self.hnsw.add_with_ids(vectors, keys)
         self.pending, self.hnsw_stale = [], False
         return self.hnsw
 
+    def _all_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.count
+        xb = faiss.rev_swig_ptr(faiss.downcast_index(self.staging.index).get_xb(), n * self.dim)
+        return xb.reshape(n, self.dim), faiss.vector_to_array(self.staging.id_map)
+
+    def _ivf_index(self):
+        """The IVF index to write (the staging Flat index until there are nlist rows to train on)."""
+        n = self.count
+        if n < self.nlist:
+            self.pending, self.hnsw_stale = [], False
+            return self.staging
+        if self.ivf is None or n >= 2 * self.trained_on:
+            xb, ids = self._all_rows()
+            rng = np.random.default_rng(0)
+            take = np.sort(rng.permutation(n)[:TRAIN_PER_LIST * self.nlist])
+            quantizer = faiss.IndexFlat(self.dim, _metric_type(self.metric))
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, _metric_type(self.metric))
+            ivf.cp.seed = 0
+            ivf.train(np.ascontiguousarray(xb[take]))
+            ivf.add_with_ids(xb, ids)
+            self.ivf, self.trained_on = ivf, n
+        elif self.hnsw_stale:
+            xb, ids = self._all_rows()
+            self.ivf.reset()
+            self.ivf.add_with_ids(xb, ids)
+        else:
+            for keys, vectors in self.pending:
+                self.ivf.add_with_ids(vectors, keys)
+        self.ivf.nprobe = self.nprobe
+        self.pending, self.hnsw_stale = [], False
+        return self.ivf
+
     def flush(self) -> None:
         if not self.dirty:
             return
-        out = self._hnsw_index() if self.index_kind == "hnsw" else self.staging
+        out = (self._hnsw_index() if self.index_kind == "hnsw" else self._ivf_index() if self.index_kind == "ivf"
+               else self.staging)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         faiss.write_index(out, str(tmp))
@@ -209,7 +272,8 @@ class FaissWriter:
         meta = {
             "format": META_FORMAT, "format_version": META_VERSION, "dim": self.dim, "metric": self.metric,
             "id_type": self.id_type, "ids_mapped": self.id_type == "str", "index": self.index_kind,
-            "hnsw_m": self.hnsw_m, "count": self.count, "faiss_version": faiss.__version__,
+            "hnsw_m": self.hnsw_m, **({"nlist": self.nlist, "nprobe": self.nprobe} if self.index_kind == "ivf" else {}),
+            "count": self.count, "faiss_version": faiss.__version__,
             "v2v_version": _package_version(),
         }
         atomic_write_bytes(meta_path(self.path), json.dumps(meta, indent=1).encode())

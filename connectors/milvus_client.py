@@ -1,4 +1,5 @@
-"""Connecting to Milvus: Milvus Lite files (embedded, one process per file) and Milvus servers.
+"""Connecting to Milvus: Milvus Lite files (embedded, one process per file) and Milvus servers, and the
+connector's base class (connection, retried calls, the collection's schema).
 
 Both go through `pymilvus.MilvusClient`. Milvus Lite 3 serves each file from a thread of this process and
 keeps the file's lock until that server is released: `disconnect` releases it once the last store of this
@@ -7,11 +8,17 @@ process using the file is closed, so other processes can open it.
 from __future__ import annotations
 
 import fcntl
+import re
 from pathlib import Path
 from typing import Any, Callable
 
-from connectors.credentials import milvus_token
-from connectors.errors import StoreLockedError, StoreNotFoundError
+from connectors.base import Store
+from connectors.credentials import milvus_token, redact
+from connectors.errors import (
+    ConnectorError, StoreLockedError, StoreNotFoundError, TransientStoreError, UnreadableStoreError,
+)
+from connectors.milvus_schema import describe_collection
+from connectors.retry import describe, is_transient
 
 # Open clients per Lite file in this process (the file's server is released at zero).
 _LITE_OPEN: dict[str, int] = {}
@@ -68,6 +75,20 @@ def connect(location: str, server, creds: dict, timeout: float | None, create: b
         raise fail(e, "connection", fix=SERVER_FIX) from None
 
 
+def server_before(client, version: tuple[int, int]) -> bool:
+    """Whether a Milvus server is older than `version` (cached per client; unknown counts as not older)."""
+    cached = getattr(client, "_v2v_version", None)
+    if cached is None:
+        try:
+            text = str(client.get_server_version())
+        except Exception:
+            text = ""
+        match = re.match(r"v?(\d+)\.(\d+)", text)
+        cached = (int(match.group(1)), int(match.group(2))) if match else (99, 0)
+        client._v2v_version = cached
+    return cached < version
+
+
 def disconnect(client, location: str, is_server: bool) -> None:
     client.close()
     if is_server:
@@ -80,3 +101,63 @@ def disconnect(client, location: str, is_server: bool) -> None:
         except ImportError:  # older milvus-lite: a separate server process, stopped by close()
             return
         server_manager_instance.release_server(location)
+
+
+class MilvusBase(Store):
+    """Connection, retried calls and the collection's schema, for MilvusStore (which sets `location`,
+    `collection`, `_server`, `_creds`, `_timeout`, `_vector_field_option`, `_preferred_vector` and `retrier`)."""
+
+    _client_obj = None
+    _schema: dict | None = None
+    _loaded = False
+
+    def _fail(self, exc: Exception, what: str, cls=UnreadableStoreError, fix: str | None = None) -> ConnectorError:
+        if isinstance(exc, ConnectorError):
+            return exc
+        msg = redact(describe(exc), self._creds)
+        return cls(f"Milvus {what} failed for {self.uri}: {msg}", fix or "check that the collection is "
+                   "healthy and the server reachable.")
+
+    def _call(self, what: str, fn, cls=UnreadableStoreError, fix: str | None = None):
+        """fn(client), retried on transient server errors; other errors typed and redacted."""
+        return self.retrier.guard(lambda: fn(self._client()), f"Milvus {what} on {self.uri}",
+                                  lambda e: redact(describe(e), self._creds), lambda e: self._fail(e, what, cls, fix), fix)
+
+    def _client(self, create: bool = False):
+        if self._client_obj is None:
+            def fail(e, what, fix=None):  # a server that cannot be reached yet is worth another try
+                return self._fail(e, what, TransientStoreError if is_transient(e) else UnreadableStoreError, fix)
+
+            self._client_obj = connect(self.location, self._server, self._creds, self._timeout, create, fail)
+        return self._client_obj
+
+    def exists(self) -> bool:
+        if self._server is None and not Path(self.location).exists():
+            return False
+        return self._call("has_collection", lambda c: c.has_collection(self.collection))
+
+    def _require(self) -> dict:
+        if self._schema is not None:
+            return self._schema
+        if not self._call("has_collection", lambda c: c.has_collection(self.collection)):
+            names = sorted(self._call("list_collections", lambda c: c.list_collections()))
+            raise StoreNotFoundError(
+                f"Milvus collection {self.collection!r} not found in {self.location}; "
+                f"existing collections: {', '.join(names) if names else '(none)'}.",
+                "use one of those names after '#', or create the collection first.")
+        self._schema = self._call("describe_collection", lambda c: describe_collection(
+            c, self.collection, self._vector_field_option, self._preferred_vector))
+        return self._schema
+
+    def _load(self) -> None:
+        if not self._loaded:
+            state = self._call("get_load_state", lambda c: c.get_load_state(self.collection).get("state"))
+            if getattr(state, "name", str(state)) != "Loaded":
+                self._call("load_collection", lambda c: c.load_collection(self.collection))
+            self._loaded = True
+
+    def close(self) -> None:
+        if self._client_obj is not None:
+            disconnect(self._client_obj, self.location, self._server is not None)
+            self._client_obj = None
+            self._loaded = False

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from connectors import split_uri
 from connectors.arrow_payloads import PayloadDecoder
-from connectors.base import ID_TYPES, Batch, FileBackedStore, check_metric, validate_vectors
+from connectors.base import ID_TYPES, Batch, FileBackedStore, check_metric, other_vectors, validate_vectors
 from connectors.errors import (
     DimensionMismatchError, EmptyStoreError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
 )
@@ -332,6 +332,7 @@ class ParquetStore(FileBackedStore):
         self._reset()
 
     def upsert(self, batch: Batch) -> None:
+        other_vectors(batch, {}, f"Parquet dataset {str(self.root)!r}")  # one vector column: refuse others
         self._open_writer().upsert(batch)
 
     def delete(self, ids: Sequence) -> None:

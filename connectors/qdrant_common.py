@@ -7,6 +7,10 @@ payload `_v2v_id`, and restored on read. The mapping is deterministic, so upsert
 
 Reading pages with `scroll` in id order; a Batch's cursor is `{"offset": next_page_offset}` (or
 `{"end": True}` after the last page). Shards are `SliceCondition` hash slices (any id space, UUIDs too).
+
+Several vectors: `vector_name=` picks the one to migrate; the others (named dense and sparse) travel in
+`Batch.extra["vectors"]` and are written back unchanged. Option `filter=`: a filter in Qdrant's JSON syntax
+(`{"must": [{"key": "tenant", "match": {"value": "a"}}]}`) restricts every read (count, stream, sample).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from connectors import ids as idmap
-from connectors.base import Batch, Store, validate_vectors
+from connectors.base import EXTRA_VECTORS, Batch, Store, other_vectors, validate_vectors
 from connectors.errors import StoreUsageError, UnreadableStoreError
 from connectors.id_scan import sample_by_id_scan
 from connectors.json_ids import PAYLOAD_FIELDS_FOR_ID, attach_id, encode_payload, restore_id
@@ -39,12 +43,14 @@ def engine_point_id(x) -> tuple[Any, bool]:
     return idmap.to_uuid(x), True
 
 
-def points_by_engine_id(batch: Batch, dim: int, uri: str, engine: str) -> tuple[np.ndarray, dict]:
-    """(validated vectors, {engine id: (row, payload as stored)}) for an upsert into Qdrant or Qdrant Edge.
+def points_by_engine_id(batch: Batch, p: dict, uri: str, engine: str) -> tuple[np.ndarray, dict, dict]:
+    """(validated vectors, {engine id: (row, payload as stored)}, the rows' other vectors) for an upsert
+    into Qdrant or Qdrant Edge (p: the store's params).
 
     A repeated id keeps its last row, as an upsert would; ids the engine cannot hold carry their original.
     """
-    vectors = validate_vectors(batch.vectors, dim, where=f"upsert into {uri}")
+    extras = other_vectors(batch, p["others"], f"Qdrant collection {uri}")
+    vectors = validate_vectors(batch.vectors, p["dim"], where=f"upsert into {uri}")
     if len(batch.ids) != len(vectors):
         raise StoreUsageError(f"{len(batch.ids)} ids for {len(vectors)} vectors.", "pass one id per vector.")
     rows: dict = {}
@@ -54,11 +60,28 @@ def points_by_engine_id(batch: Batch, dim: int, uri: str, engine: str) -> tuple[
         payload = (attach_id(payload, idmap.normalize_id(x), engine) if mapped
                    else encode_payload(payload, engine))
         rows[key] = (i, payload)
-    return vectors, rows
+    return vectors, rows, extras
 
 
-def pick_vector(vectors: dict, option: str | None, where: str) -> str:
-    """The named vector to migrate: `option` (vector_name=), or the only one there is."""
+def point_vectors(batch: Batch, i: int, vector: np.ndarray, p: dict, extras: dict, sparse) -> Any:
+    """The vector(s) of row i for an upsert: the migrated one, plus the row's other vectors (a row without
+    one leaves it out). sparse(indices, values) builds the engine's sparse vector."""
+    if not p["name"] and not p["others"]:
+        return vector.tolist()
+    out = {p["name"] or "": vector.tolist()}
+    for name, values in extras.items():
+        value = values[i]
+        if value is not None:
+            out[name] = (sparse(list(value["indices"]), list(value["values"])) if p["others"][name] == "sparse"
+                         else [float(x) for x in value])
+    return out
+
+
+def pick_vector(vectors: dict, option: str | None, where: str, preferred: str | None = None) -> str:
+    """The named vector to migrate: `option` (vector_name=), the only one there is, or `preferred`
+    (Store.select_vector) when there are several."""
+    if option is None and preferred in vectors and len(vectors) > 1:
+        return preferred
     if option is None:
         if len(vectors) != 1:
             raise StoreUsageError(f"{where} has named vectors {', '.join(sorted(vectors))}; which one to "
@@ -72,8 +95,24 @@ def pick_vector(vectors: dict, option: str | None, where: str) -> str:
 
 class QdrantBase(Store):
     """Reading for both Qdrant connectors. Subclasses give `_params()` ({'name', 'dim', 'distance'} of the
-    migrated vector), `_scroll(limit, offset, shard, vectors, payload)` -> (records, next offset),
-    `_fetch(keys)` -> records, and `where` (the store named in messages)."""
+    migrated vector, 'others': {name: 'dense'|'sparse'}), `_scroll(limit, offset, shard, vectors, payload)`
+    -> (records, next offset), `_fetch(keys)` -> records, and `where` (the store named in messages); they
+    keep the vector_name= option in `_vector_name_option` and the params in `_cached_params`."""
+
+    _vector_name_option: str | None = None
+    _preferred_vector: str | None = None  # select_vector(): settles a choice the option leaves open
+    _cached_params: dict | None = None
+
+    def select_vector(self, name: str | None) -> None:
+        if name and name != self._preferred_vector:
+            self._preferred_vector, self._cached_params = name, None
+
+    def _vector_names(self) -> list | bool:
+        """What scroll/retrieve should return: the migrated vector and the others."""
+        p = self._params()
+        if not p["name"] and not p["others"]:
+            return True
+        return [p["name"] or "", *p["others"]]
 
     @property
     def where(self) -> str:
@@ -113,12 +152,19 @@ class QdrantBase(Store):
         p = self._params()
         ids, payloads = [], []
         vectors = np.empty((len(records), p["dim"]), dtype=np.float32)
+        others: dict = {name: [] for name in p["others"]}
         for i, r in enumerate(records):
             user_id, payload = restore_id(r.id, r.payload)
             ids.append(user_id)
             payloads.append(payload or {})
-            vectors[i] = r.vector[p["name"]] if isinstance(r.vector, dict) else r.vector
-        return Batch(ids, vectors, payloads, cursor)
+            vectors[i] = r.vector[p["name"] or ""] if isinstance(r.vector, dict) else r.vector
+            for name, kind in p["others"].items():
+                value = r.vector.get(name) if isinstance(r.vector, dict) else None
+                if value is not None:
+                    value = ({"indices": [int(x) for x in value.indices], "values": [float(x) for x in value.values]}
+                             if kind == "sparse" else np.asarray(value, dtype=np.float32))
+                others[name].append(value)
+        return Batch(ids, vectors, payloads, cursor, {EXTRA_VECTORS: others} if others else {})
 
     def iter_batches(self, batch_size: int = 1024, cursor: Any = None, shard: Any = None) -> Iterator[Batch]:
         if cursor is not None and cursor.get("end"):

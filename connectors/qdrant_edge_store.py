@@ -7,8 +7,9 @@ Dot and Euclid distances, JSON payloads, `scroll` in id order with a next-offset
 Why it is here: qdrant-client local mode is pure Python and commits per point (see qdrant_store.py); Edge
 writes 20k x 384 in ~1 s and reads them back in ~0.7 s on this machine (benchmarks/connectors.py).
 Edge keeps unit vectors bit-exact even on Cosine (it normalises only vectors that are not unit-length).
-The shard's config (dim, distance) is read from the `edge_config.json` the engine persists, since the
-Python API has no getter for it. An open shard holds a lock on its WAL: a second process gets
+The shard's config (vectors, sparse vectors, HNSW and optimizer settings) is read from the `edge_config.json`
+the engine persists, since the Python API has no getter for it; `describe_schema` adds the payload indexes,
+and `create(..., schema=)` builds all of it (connectors.qdrant_schema). An open shard holds a lock on its WAL: a second process gets
 StoreLockedError.
 """
 from __future__ import annotations
@@ -22,9 +23,9 @@ from connectors.base import Batch, check_metric
 from connectors.errors import (
     ConnectorError, StoreLockedError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
 )
-from connectors.qdrant_common import (
-    METRIC_TO_DISTANCE, QdrantBase, engine_point_id, pick_vector, points_by_engine_id,
-)
+from connectors.qdrant_common import QdrantBase, engine_point_id, pick_vector, point_vectors, points_by_engine_id
+from connectors.qdrant_schema import describe_edge, edge_config, edge_filter, edge_payload_index
+from connectors.schema import minimal
 
 CONFIG_FILE = "edge_config.json"
 POINTS_PER_UPDATE = 4096
@@ -36,7 +37,7 @@ class QdrantEdgeStore(QdrantBase):
     scheme = "qdrant-edge"
     writable = True
 
-    def __init__(self, uri: str, vector_name: str | None = None, **options: Any):
+    def __init__(self, uri: str, vector_name: str | None = None, filter: Any = None, **options: Any):
         rest = str(uri).partition(":")[2]
         location, sep, collection = rest.rpartition("#")
         if not sep or not location or not collection or "/" in collection or collection in (".", ".."):
@@ -47,6 +48,7 @@ class QdrantEdgeStore(QdrantBase):
         self.collection = collection
         self.path = os.path.join(self.location, collection)
         self._vector_name_option = vector_name
+        self._filter = edge_filter(filter)
         self._shard = None
         self._cached_params: dict | None = None
 
@@ -103,33 +105,44 @@ class QdrantEdgeStore(QdrantBase):
                 f"Qdrant Edge collection {self.collection!r} not found in {self.location}; "
                 f"existing collections: {', '.join(names) if names else '(none)'}.",
                 "use one of those names after '#', or create the collection first.")
-        try:
-            vectors = json.loads((Path(self.path) / CONFIG_FILE).read_text())["vectors"]
-        except (OSError, ValueError, KeyError) as e:
-            raise UnreadableStoreError(f"Qdrant Edge config of {self.path!r} is unreadable ({e}).",
-                                       "check that the folder holds an intact Edge shard.") from None
+        config = self._config()
+        vectors = config.get("vectors") or {}
         if not vectors:
             raise UnreadableStoreError(f"Qdrant Edge shard {self.path!r} has no dense vectors.",
                                        "point at a shard with dense vectors.")
-        name = pick_vector(vectors, self._vector_name_option, self.where)
-        self._cached_params = {"name": name, "dim": int(vectors[name]["size"]), "distance": vectors[name]["distance"]}
+        name = pick_vector(vectors, self._vector_name_option, self.where, self._preferred_vector)
+        others = {n: "dense" for n in vectors if n != name}
+        others.update({n: "sparse" for n in config.get("sparse_vectors") or {}})
+        self._cached_params = {"name": name, "dim": int(vectors[name]["size"]), "distance": vectors[name]["distance"],
+                               "others": others}
         return self._cached_params
+
+    def _config(self) -> dict:
+        try:
+            return json.loads((Path(self.path) / CONFIG_FILE).read_text())
+        except (OSError, ValueError) as e:
+            raise UnreadableStoreError(f"Qdrant Edge config of {self.path!r} is unreadable ({e}).",
+                                       "check that the folder holds an intact Edge shard.") from None
+
+    def describe_schema(self) -> dict:
+        name = self._params()["name"]
+        return describe_edge(name, self._config(), self._open().info().payload_schema)
 
     # -- reading ---------------------------------------------------------------------------------
     def count(self) -> int:
         import qdrant_edge
 
-        return int(self._open().count(qdrant_edge.CountRequest(exact=True)))
+        return int(self._open().count(qdrant_edge.CountRequest(exact=True, filter=self._filter)))
 
     def _scroll(self, limit: int, offset: Any, shard: Any, vectors: bool, payload: Any = True):
         import qdrant_edge
 
-        name = self._params()["name"]
-        flt = None
+        conditions = [self._filter] if self._filter is not None else []
         if shard is not None:
-            flt = qdrant_edge.Filter(must=[qdrant_edge.SliceCondition(int(shard["total"]), int(shard["index"]))])
+            conditions.append(qdrant_edge.SliceCondition(int(shard["total"]), int(shard["index"])))
+        flt = qdrant_edge.Filter(must=conditions) if conditions else None
         req = qdrant_edge.ScrollRequest(offset=offset, limit=int(limit), filter=flt, with_payload=payload,
-                                        with_vector=[name] if vectors and name else vectors)
+                                        with_vector=self._vector_names() if vectors else False)
         try:
             return self._open().scroll(req)
         except ConnectorError:
@@ -139,40 +152,39 @@ class QdrantEdgeStore(QdrantBase):
                                        "check that the shard is intact.") from None
 
     def _fetch(self, keys: list) -> list:
-        name = self._params()["name"]
         records: list = []
         for i in range(0, len(keys), 4096):
-            records += self._open().retrieve(keys[i:i + 4096], with_payload=True,
-                                             with_vector=[name] if name else True)
+            records += self._open().retrieve(keys[i:i + 4096], with_payload=True, with_vector=self._vector_names())
         return records
 
     # -- writing ---------------------------------------------------------------------------------
-    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
+    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True,
+               schema: dict | None = None, **kw: Any) -> None:
         metric = check_metric(metric)
         if self.exists():
             self.check_existing(dim, metric, exist_ok=exist_ok, what=self.where, new="collection name")
             return
         import qdrant_edge
 
-        config = qdrant_edge.EdgeConfig(vectors=qdrant_edge.EdgeVectorParams(
-            size=int(dim), distance=getattr(qdrant_edge.Distance, METRIC_TO_DISTANCE[metric])))
+        description = schema or minimal("qdrant-edge", dim, metric)
         Path(self.location).mkdir(parents=True, exist_ok=True)
-        shard = qdrant_edge.EdgeShard.create(self.path, config)
+        shard = qdrant_edge.EdgeShard.create(self.path, edge_config(description, int(dim), metric))
+        for field, kind in (description.get("payload_indexes") or {}).items():
+            shard.update(qdrant_edge.UpdateOperation.create_field_index(field, edge_payload_index(kind)))
         _OPEN_SHARDS[self.path] = [shard, 1]
         self._shard, self._cached_params = shard, None
+        self.select_vector(description.get("vector") or None)
 
     def upsert(self, batch: Batch) -> None:
         import qdrant_edge
 
         p = self._params()
-        vectors, rows = points_by_engine_id(batch, p["dim"], self.uri, "Qdrant Edge")
+        vectors, rows, extras = points_by_engine_id(batch, p, self.uri, "Qdrant Edge")
         shard = self._open()
         items = list(rows.items())
         for start in range(0, len(items), POINTS_PER_UPDATE):
-            points = []
-            for key, (i, payload) in items[start:start + POINTS_PER_UPDATE]:
-                vec = vectors[i].tolist()
-                points.append(qdrant_edge.Point(key, {p["name"]: vec} if p["name"] else vec, payload))
+            points = [qdrant_edge.Point(key, point_vectors(batch, i, vectors[i], p, extras, qdrant_edge.SparseVector),
+                                        payload) for key, (i, payload) in items[start:start + POINTS_PER_UPDATE]]
             try:
                 shard.update(qdrant_edge.UpdateOperation.upsert_points(points))
             except Exception as e:

@@ -32,9 +32,10 @@ from connectors.errors import (
     ConnectorError, StoreLockedError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
 )
 from connectors.credentials import is_server_location, load_credentials, parse_server_location, redact
-from connectors.qdrant_common import (
-    METRIC_TO_DISTANCE, QdrantBase, engine_point_id, pick_vector, points_by_engine_id,
-)
+from connectors.qdrant_common import QdrantBase, engine_point_id, pick_vector, point_vectors, points_by_engine_id
+from connectors.qdrant_schema import client_create_kwargs, client_filter, describe_client
+from connectors.retry import DEFAULT_DELAY, DEFAULT_TRIES, Retrier, describe
+from connectors.schema import minimal
 
 # Qdrant server refuses requests over 32 MB by default (service.max_request_size_mb); aim at half.
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
@@ -66,7 +67,8 @@ class QdrantStore(QdrantBase):
 
     def __init__(self, uri: str, vector_name: str | None = None, credentials_file: str | None = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, timeout: int | None = None,
-                 fast_local_writes: bool = True, **options: Any):
+                 fast_local_writes: bool = True, filter: Any = None, retries: int = DEFAULT_TRIES,
+                 retry_delay: float = DEFAULT_DELAY, **options: Any):
         rest = str(uri).partition(":")[2]
         location, sep, collection = rest.rpartition("#")
         if not sep or not location or not collection:
@@ -81,15 +83,23 @@ class QdrantStore(QdrantBase):
         self._max_request_bytes = int(max_request_bytes)
         self._timeout = timeout
         self._fast_local_writes = bool(fast_local_writes)
+        self._filter = client_filter(filter)
+        self.retrier = Retrier(int(retries), float(retry_delay))
         self._wal_on = False
         self._client_obj = None
         self._cached_params: dict | None = None
 
     # -- connection ------------------------------------------------------------------------------
     def _fail(self, exc: Exception, what: str, cls=UnreadableStoreError, fix: str | None = None) -> ConnectorError:
-        msg = redact(str(exc), self._creds)[:500]
+        msg = redact(describe(exc), self._creds)[:500]
         return cls(f"Qdrant {what} failed for {self.uri}: {msg}",
                    fix or "check that the collection is healthy and the server reachable.")
+
+    def _call(self, what: str, fn, cls=UnreadableStoreError, fix: str | None = None):
+        """fn(client): on a server retried on transient errors; errors typed, secrets masked."""
+        return self.retrier.guard(lambda: fn(self._client()), f"Qdrant {what} on {self.uri}",
+                                  lambda e: redact(describe(e), self._creds), lambda e: self._fail(e, what, cls, fix),
+                                  fix, retry=self._server is not None)
 
     def _client(self, create: bool = False):
         if self._client_obj is not None:
@@ -145,21 +155,18 @@ class QdrantStore(QdrantBase):
     def exists(self) -> bool:
         if self._server is None and not Path(self.location).is_dir():
             return False
-        return self._client().collection_exists(self.collection)
+        return self._call("request", lambda c: c.collection_exists(self.collection))
 
     def _params(self) -> dict:
         if self._cached_params is not None:
             return self._cached_params
-        client = self._client()
-        try:
-            found = client.collection_exists(self.collection)
-            names = [] if found else sorted(c.name for c in client.get_collections().collections)
-            vectors = client.get_collection(self.collection).config.params.vectors if found else None
-        except ConnectorError:
-            raise
-        except Exception as e:  # connection refused, TLS, auth: typed, with any secret masked
-            raise self._fail(e, "request", fix="check the address, that the server runs, and QDRANT_API_KEY "
-                             "(or credentials_file=).") from None
+        fix = "check the address, that the server runs, and QDRANT_API_KEY (or credentials_file=)."
+        found = self._call("request", lambda c: c.collection_exists(self.collection), fix=fix)
+        names = [] if found else sorted(c.name for c in self._call(
+            "request", lambda c: c.get_collections(), fix=fix).collections)
+        params_all = self._call("request", lambda c: c.get_collection(self.collection), fix=fix).config.params \
+            if found else None
+        vectors = params_all.vectors if found else None
         if not found:
             raise StoreNotFoundError(
                 f"Qdrant collection {self.collection!r} not found in {self.location}; "
@@ -169,7 +176,7 @@ class QdrantStore(QdrantBase):
             raise UnreadableStoreError(f"Qdrant collection {self.collection!r} has no dense vectors.",
                                        "point at a collection with dense vectors.")
         if isinstance(vectors, dict):
-            name = pick_vector(vectors, self._vector_name_option, self.where)
+            name = pick_vector(vectors, self._vector_name_option, self.where, self._preferred_vector)
             params = vectors[name]
         else:
             name, params = None, vectors
@@ -177,73 +184,82 @@ class QdrantStore(QdrantBase):
             raise UnreadableStoreError(f"Qdrant vector {name or '(default)'} is a multivector.",
                                        "choose a single dense vector (vector_name=).")
         distance = _distance_name(params.distance)
-        self._cached_params = {"name": name, "dim": int(params.size), "distance": distance}
+        others = {n: "dense" for n in (vectors if isinstance(vectors, dict) else {}) if n != name}
+        others.update({n: "sparse" for n in params_all.sparse_vectors or {}})
+        self._cached_params = {"name": name, "dim": int(params.size), "distance": distance, "others": others}
         return self._cached_params
+
+    @property
+    def flavor(self) -> str:
+        return "qdrant" if self._server is not None else "qdrant-local"
+
+    def describe_schema(self) -> dict:
+        info = self._call("request", lambda c: c.get_collection(self.collection))
+        return describe_client(self.flavor, self._params()["name"], info)
 
     # -- reading (the rest: QdrantBase) -------------------------------------------------------
     def count(self) -> int:
         self._params()
-        return int(self._client().count(self.collection, exact=True).count)
+        return int(self._call("count", lambda c: c.count(self.collection, count_filter=self._filter,
+                                                         exact=True)).count)
 
-    def _slice_filter(self, shard: Any):
-        if shard is None:
-            return None
+    def _read_filter(self, shard: Any):
+        """The filter= option and the shard's slice, as one filter (None when neither)."""
         from qdrant_client import models
 
-        return models.Filter(must=[models.SliceCondition(slice=models.Slice(total=int(shard["total"]),
-                                                                            index=int(shard["index"])))])
+        conditions = [self._filter] if self._filter is not None else []
+        if shard is not None:
+            conditions.append(models.SliceCondition(slice=models.Slice(total=int(shard["total"]),
+                                                                       index=int(shard["index"]))))
+        return models.Filter(must=conditions) if conditions else None
 
     def _scroll(self, limit: int, offset: Any, shard: Any, vectors: bool, payload: Any = True):
-        p = self._params()
-        with_vectors: Any = ([p["name"]] if p["name"] is not None else True) if vectors else False
-        try:
-            return self._client().scroll(self.collection, scroll_filter=self._slice_filter(shard), limit=int(limit),
-                                         offset=offset, with_payload=payload, with_vectors=with_vectors)
-        except ConnectorError:
-            raise
-        except Exception as e:
-            raise self._fail(e, "scroll") from None
+        return self._call("scroll", lambda c: c.scroll(
+            self.collection, scroll_filter=self._read_filter(shard), limit=int(limit), offset=offset,
+            with_payload=payload, with_vectors=self._vector_names() if vectors else False))
 
     def _fetch(self, keys: list) -> list:
-        p = self._params()
         records: list = []
-        with_vectors: Any = [p["name"]] if p["name"] is not None else True
         for i in range(0, len(keys), 1024):
-            records += self._client().retrieve(self.collection, ids=keys[i:i + 1024], with_payload=True,
-                                               with_vectors=with_vectors)
+            records += self._call("retrieve", lambda c: c.retrieve(
+                self.collection, ids=keys[i:i + 1024], with_payload=True, with_vectors=self._vector_names()))
         return records
 
     # -- writing ---------------------------------------------------------------------------------
-    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True, **kw: Any) -> None:
+    def create(self, dim: int, metric: str, id_type: str = "int", exist_ok: bool = True,
+               schema: dict | None = None, **kw: Any) -> None:
         metric = check_metric(metric)
-        client = self._client(create=True)
-        if client.collection_exists(self.collection):
+        self._client(create=True)
+        if self._call("request", lambda c: c.collection_exists(self.collection)):
             self.check_existing(dim, metric, exist_ok=exist_ok, what=self.where, new="collection name")
             return
         from qdrant_client import models
 
-        try:
-            client.create_collection(self.collection, vectors_config=models.VectorParams(
-                size=int(dim), distance=models.Distance(METRIC_TO_DISTANCE[metric])))
-        except Exception as e:
-            raise self._fail(e, "create_collection", StoreUsageError, "check the server's permissions.") from None
+        description = schema or minimal(self.flavor, dim, metric)
+        fix = "check the schema's settings and the server's permissions."
+        self._call("create_collection", lambda c: c.create_collection(
+            self.collection, **client_create_kwargs(description, int(dim), metric)), StoreUsageError, fix)
+        for field, kind in (description.get("payload_indexes") or {}).items():
+            if self._server is not None:  # local mode keeps none (it warns and ignores them)
+                self._call("create_payload_index", lambda c: c.create_payload_index(
+                    self.collection, field, field_schema=models.PayloadSchemaType(kind), wait=True),
+                    StoreUsageError, fix)
         self._cached_params = None
+        self.select_vector(description.get("vector") or None)
 
     def upsert(self, batch: Batch) -> None:
-        from qdrant_client import models
-
         p = self._params()
-        vectors, rows = points_by_engine_id(batch, p["dim"], self.uri, "Qdrant")
+        vectors, rows, extras = points_by_engine_id(batch, p, self.uri, "Qdrant")
         keys, chunk_bytes = [], 0
         for key, (i, payload) in rows.items():
             row_bytes = 12 * p["dim"] + 64 + len(json.dumps(payload, default=str))  # JSON floats ~12 chars
             if keys and (chunk_bytes + row_bytes > self._max_request_bytes or len(keys) >= MAX_POINTS_PER_REQUEST):
-                self._send(models, keys, rows, vectors)
+                self._send(batch, keys, rows, vectors, extras)
                 keys, chunk_bytes = [], 0
             keys.append(key)
             chunk_bytes += row_bytes
         if keys:
-            self._send(models, keys, rows, vectors)
+            self._send(batch, keys, rows, vectors, extras)
 
     def delete(self, ids: Sequence) -> None:
         from qdrant_client import models
@@ -253,11 +269,9 @@ class QdrantStore(QdrantBase):
         keys = [engine_point_id(x)[0] for x in ids]
         self._prepare_local_writes()
         for i in range(0, len(keys), MAX_POINTS_PER_REQUEST):
-            try:
-                self._client().delete(self.collection, wait=True,
-                                      points_selector=models.PointIdsList(points=keys[i:i + MAX_POINTS_PER_REQUEST]))
-            except Exception as e:
-                raise self._fail(e, "delete") from None
+            part = keys[i:i + MAX_POINTS_PER_REQUEST]
+            self._call("delete", lambda c: c.delete(self.collection, wait=True,
+                                                    points_selector=models.PointIdsList(points=part)))
 
     def _local_sqlite(self):
         """The sqlite connection behind a local-mode collection (private API: None if it moved)."""
@@ -280,17 +294,22 @@ class QdrantStore(QdrantBase):
             if conn is not None:
                 conn.execute("PRAGMA wal_checkpoint(FULL)")
 
-    def _send(self, models, keys: list, rows: dict, vectors: np.ndarray) -> None:
+    def _send(self, batch: Batch, keys: list, rows: dict, vectors: np.ndarray, extras: dict) -> None:
+        from qdrant_client import models
+
         self._prepare_local_writes()
-        name = self._params()["name"]
-        vecs = [vectors[rows[k][0]].tolist() for k in keys]
-        points = models.Batch(ids=keys, vectors={name: vecs} if name is not None else vecs,
-                              payloads=[rows[k][1] for k in keys])
-        try:
-            self._client().upsert(self.collection, points=points, wait=True)
-        except Exception as e:
-            raise self._fail(e, "upsert", StoreUsageError, "check the payloads (JSON values only) and the "
-                             "server's request size limit (max_request_bytes=).") from None
+        p = self._params()
+        if extras:  # rows may lack some of their other vectors: one PointStruct each
+            points: Any = [models.PointStruct(id=k, payload=rows[k][1], vector=point_vectors(
+                batch, rows[k][0], vectors[rows[k][0]], p, extras, lambda i, v: models.SparseVector(
+                    indices=i, values=v))) for k in keys]
+        else:
+            vecs = [vectors[rows[k][0]].tolist() for k in keys]
+            points = models.Batch(ids=keys, vectors={p["name"]: vecs} if p["name"] is not None else vecs,
+                                  payloads=[rows[k][1] for k in keys])
+        self._call("upsert", lambda c: c.upsert(self.collection, points=points, wait=True), StoreUsageError,
+                   "check the payloads (JSON values only) and the server's request size limit "
+                   "(max_request_bytes=).")
 
     def search(self, queries, k: int = 10) -> tuple[list[list], list[list]]:
         """The collection's own search (HNSW on a server; exact in local mode): (user ids, scores) per query."""
@@ -303,9 +322,6 @@ class QdrantStore(QdrantBase):
         q = validate_vectors(np.asarray(queries, dtype=np.float32), p["dim"], where="search queries")
         requests = [models.QueryRequest(query=v.tolist(), using=p["name"], limit=int(k),
                                         with_payload=PAYLOAD_FIELDS_FOR_ID) for v in q]
-        try:
-            answers = self._client().query_batch_points(self.collection, requests=requests)
-        except Exception as e:
-            raise self._fail(e, "search") from None
+        answers = self._call("search", lambda c: c.query_batch_points(self.collection, requests=requests))
         ids = [[restore_id(h.id, h.payload)[0] for h in a.points] for a in answers]
         return ids, [[float(h.score) for h in a.points] for a in answers]

@@ -85,3 +85,45 @@ def mixed_payloads(n: int, seed: int = 0, texts: list[str] | None = None) -> lis
 def payloads_for():
     """payloads_for(n, seed=0, texts=None) -> list of mixed payload dicts (see mixed_payloads)."""
     return mixed_payloads
+
+
+# -- a real Milvus server (tests/servers.py) ----------------------------------------------------------
+SERVER_FIXTURES = ("milvus_server", "milvus_server_auth")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use a server fixture carry the `server` marker (select or skip them with -m)."""
+    for item in items:
+        if set(SERVER_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
+
+def _server(tmp_path_factory, name: str, auth: bool):
+    import servers
+
+    reason = servers.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    server = servers.MilvusServer(tmp_path_factory.mktemp(name), auth=auth).start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A Milvus 2.3.5 standalone server on 127.0.0.1 for the whole session (fresh data folder).
+
+    `.url` http://127.0.0.1:PORT, `.uri(collection)` milvus:http://127.0.0.1:PORT#collection, `.stop()`,
+    `.start()` (restart on the same data folder and port). Skips where no server can run (reason given).
+    """
+    server = _server(tmp_path_factory, "milvus-server", auth=False)
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def milvus_server_auth(tmp_path_factory):
+    """Like milvus_server, with authorization on: clients need `.credentials_env()` (MILVUS_USER=root,
+    MILVUS_PASSWORD=Milvus) in the environment or a credentials_file=, never in the URI."""
+    server = _server(tmp_path_factory, "milvus-server-auth", auth=True)
+    yield server
+    server.cleanup()

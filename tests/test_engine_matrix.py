@@ -7,9 +7,10 @@ ids, float32 vectors (bit-exact) and payloads identical; a second copy leaves ex
 
 The metric is 'ip' here: Qdrant local mode renormalises Cosine vectors on write (<= 1 ulp changes, see
 test_qdrant_store.py), and FAISS cosine stores hold normalised vectors, so bit-exact copies are only a
-promise for ip/l2 there. Default run: a ring in which every engine is source once and destination once, the
-id kinds taking turns (5 pairs, ~1.5 min on 2 cores: Milvus Lite and Qdrant local mode are slow writers);
-the full matrix (all 25 ordered pairs incl. same-engine copies, x 3 id kinds = 75 cases) is `slow`.
+promise for ip/l2 there. Default run: a ring in which every embedded engine is source once and destination
+once, the id kinds taking turns (5 pairs, ~1.5 min on 2 cores: Milvus Lite and Qdrant local mode are slow
+writers), and a real Milvus server (tests/servers.py) to and from FAISS, Parquet and Qdrant Edge (6 pairs);
+the full matrix (all 36 ordered pairs incl. same-engine copies, x 3 id kinds) is `slow`.
 """
 from __future__ import annotations
 
@@ -25,17 +26,23 @@ from conftest import mixed_payloads
 
 N = 5000
 BATCH = 1000
-ALL_ENGINES = ["faiss", "parquet", "milvus", "qdrant", "qdrant-edge"]
+ALL_ENGINES = ["faiss", "parquet", "milvus", "qdrant", "qdrant-edge", "milvus-server"]
 MODULES = {"faiss": "faiss_store", "parquet": "parquet_store", "milvus": "milvus_store",
-           "qdrant": "qdrant_store", "qdrant-edge": "qdrant_edge_store"}
+           "qdrant": "qdrant_store", "qdrant-edge": "qdrant_edge_store", "milvus-server": "milvus_store"}
 ENGINES = [e for e in ALL_ENGINES if importlib.util.find_spec(f"connectors.{MODULES[e]}") is not None]
+EMBEDDED = [e for e in ENGINES if e != "milvus-server"]
 ID_KINDS = ["int", "str", "uuid"]
 
 
 def _ring_pairs() -> set[tuple[str, str, str]]:
-    """A ring: each engine is source once and destination once, the id kinds taking turns."""
-    n = len(ENGINES)
-    return {(ENGINES[i], ENGINES[(i + 1) % n], ID_KINDS[i % len(ID_KINDS)]) for i in range(n)} if n > 1 else set()
+    """A ring: each embedded engine is source once and destination once, the id kinds taking turns; and the
+    Milvus server to and from FAISS, Parquet and Qdrant Edge."""
+    n = len(EMBEDDED)
+    ring = {(EMBEDDED[i], EMBEDDED[(i + 1) % n], ID_KINDS[i % len(ID_KINDS)]) for i in range(n)} if n > 1 else set()
+    if "milvus-server" in ENGINES:
+        for i, other in enumerate(e for e in ("faiss", "parquet", "qdrant-edge") if e in ENGINES):
+            ring |= {(other, "milvus-server", ID_KINDS[i % 3]), ("milvus-server", other, ID_KINDS[(i + 1) % 3])}
+    return ring
 
 
 FAST = _ring_pairs()
@@ -46,7 +53,9 @@ CASES = [
 ]
 
 
-def uri_for(engine: str, root, name: str) -> str:
+def uri_for(engine: str, root, name: str, server=None) -> str:
+    if engine == "milvus-server":
+        return server.uri(f"matrix_{name}")
     return {
         "faiss": f"faiss:{root}/{name}.faiss",
         "parquet": f"parquet:{root}/{name}",
@@ -80,14 +89,20 @@ def root(tmp_path_factory):
     return tmp_path_factory.mktemp("matrix")
 
 
+@pytest.fixture
+def server_if(request):
+    """server_if(*engines) -> the session's Milvus server when one of the engines is it (else None)."""
+    return lambda *engines: request.getfixturevalue("milvus_server") if "milvus-server" in engines else None
+
+
 @pytest.fixture(scope="module")
 def sources(data, root):
-    """(engine, id kind) -> URI of a filled source store, built once per module."""
+    """(engine, id kind, server) -> URI of a filled source store, built once per module."""
     built: dict = {}
 
-    def get(engine: str, kind: str) -> str:
+    def get(engine: str, kind: str, server=None) -> str:
         if (engine, kind) not in built:
-            uri = uri_for(engine, root, f"src_{engine.replace('-', '_')}_{kind}")
+            uri = uri_for(engine, root, f"src_{engine.replace('-', '_')}_{kind}", server)
             with open_store(uri) as store:
                 store.create(data["vectors"].shape[1], "ip", id_type="int" if kind == "int" else "str")
                 from connectors.base import Batch
@@ -135,9 +150,10 @@ def _same_payload(got: dict, want: dict, float_ulps: int) -> bool:
 
 
 @pytest.mark.parametrize("src_engine,dst_engine,kind", CASES)
-def test_copy_keeps_ids_vectors_payloads(src_engine, dst_engine, kind, data, sources, root):
-    src_uri = sources(src_engine, kind)
-    dst_uri = uri_for(dst_engine, root, f"dst_{src_engine}_{dst_engine}_{kind}".replace("-", "_"))
+def test_copy_keeps_ids_vectors_payloads(src_engine, dst_engine, kind, data, sources, root, server_if):
+    server = server_if(src_engine, dst_engine)
+    src_uri = sources(src_engine, kind, server)
+    dst_uri = uri_for(dst_engine, root, f"dst_{src_engine}_{dst_engine}_{kind}".replace("-", "_"), server)
     copy_store(src_uri, dst_uri)
 
     ids, vectors, payloads, count = read_all(dst_uri)

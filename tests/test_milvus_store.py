@@ -1,4 +1,5 @@
-"""Milvus connector on Milvus Lite (embedded): schema detection, ids, cursor, shards, errors, credentials."""
+"""Milvus connector on Milvus Lite (embedded) and on a real Milvus server (tests/servers.py): schema detection,
+ids, cursor, shards, errors, credentials. Tests taking `milvus_at` run on both."""
 from __future__ import annotations
 
 import subprocess
@@ -23,6 +24,15 @@ def db(tmp_path_factory):
     return tmp_path_factory.mktemp("milvus") / "test.db"
 
 
+@pytest.fixture(params=["lite", "server"])
+def milvus_at(request, db):
+    """uri(collection) on Milvus Lite, or on the session's Milvus server (skipped where none can run)."""
+    if request.param == "lite":
+        return lambda name: f"milvus:{db}#{name}"
+    server = request.getfixturevalue("milvus_server")
+    return lambda name: server.uri(f"store_{name}")
+
+
 @pytest.fixture(scope="module")
 def vectors(real_vectors):
     return real_vectors(N)
@@ -36,10 +46,10 @@ def _fill(uri, vectors, ids, payloads=None, metric="ip", id_type="int", **option
     return store
 
 
-def test_string_keys_cursor_resume_and_shards(db, vectors):
+def test_string_keys_cursor_resume_and_shards(milvus_at, vectors):
     # Quotes and backslashes must survive the `pk > "..."` filters used by the cursor and the shards.
     ids = [f'pkg "{i}" \\ ü' if i % 3 == 0 else f"pkg-{i:04d}" for i in range(N)]
-    store = _fill(f"milvus:{db}#strkeys", vectors, ids, [{"row": i} for i in range(N)], id_type="str")
+    store = _fill(milvus_at("strkeys"), vectors, ids, [{"row": i} for i in range(N)], id_type="str")
     assert (store.count(), store.dim, store.metric, store.id_type) == (N, 384, "ip", "str")
     batches = list(store.iter_batches(64))
     assert [len(b) for b in batches] == [64, 64, 64, 64, 44]
@@ -56,9 +66,9 @@ def test_string_keys_cursor_resume_and_shards(db, vectors):
     store.close()
 
 
-def test_int_ids_into_string_key_are_mapped_and_restored(db, vectors):
+def test_int_ids_into_string_key_are_mapped_and_restored(milvus_at, vectors):
     ids = [-5, 2**63 - 1, 2**70, "text-id", 7]
-    store = _fill(f"milvus:{db}#mixed", vectors[:5], ids, [{"k": i, "big": 2**66 + i} for i in range(5)],
+    store = _fill(milvus_at("mixed"), vectors[:5], ids, [{"k": i, "big": 2**66 + i} for i in range(5)],
                   id_type="str")
     back = list(store.iter_batches(10))[0]
     assert sorted(map(repr, back.ids)) == sorted(map(repr, ids))
@@ -94,11 +104,17 @@ def test_existing_collection_schema_scalars_dynamic_and_vector_choice(db, vector
     assert b.ids == list(range(20)) and np.array_equal(b.vectors, vectors[:20])  # Milvus keeps cosine rows raw
     assert b.payloads[3] == {"title": "t3", "extra": 6}
     assert open_store(f"milvus:{db}#twovec", vector_field="emb_b").metric == "l2"
+    preferring = open_store(f"milvus:{db}#twovec")
+    preferring.select_vector("emb_b")  # settles the choice the options left open...
+    assert preferring.dim == 8 and set(preferring.describe_schema()["vectors"]) == {"emb_a", "emb_b"}
+    chosen = open_store(f"milvus:{db}#twovec", vector_field="emb_a")
+    chosen.select_vector("emb_b")  # ...but never overrides vector_field=
+    assert chosen.dim == 384
     store.close()
 
 
-def test_small_request_limit_splits_upserts_and_stays_idempotent(db, vectors):
-    uri = f"milvus:{db}#chunks"
+def test_small_request_limit_splits_upserts_and_stays_idempotent(milvus_at, vectors):
+    uri = milvus_at("chunks")
     store = _fill(uri, vectors, range(N), [{"text": "x" * 200}] * N, max_request_bytes=20_000)  # ~10 rows/request
     store.upsert(Batch(list(range(N)), vectors, [{"text": "y"}] * N))
     store.flush()
@@ -107,16 +123,16 @@ def test_small_request_limit_splits_upserts_and_stays_idempotent(db, vectors):
     store.close()
 
 
-def test_errors_name_the_fix(db, vectors):
-    store = _fill(f"milvus:{db}#errs", vectors[:10], range(10))
+def test_errors_name_the_fix(milvus_at, db, vectors):
+    store = _fill(milvus_at("errs"), vectors[:10], range(10))
     with pytest.raises(StoreNotFoundError, match="errs"):  # lists the existing collections
-        open_store(f"milvus:{db}#nope").count()
+        open_store(milvus_at("nope")).count()
     with pytest.raises(StoreNotFoundError):
         open_store(f"milvus:{db.parent}/absent.db#x").count()
     with pytest.raises(StoreUsageError, match=".db"):
         open_store(f"milvus:{db.parent}/file.sqlite#x")
     with pytest.raises(StoreUsageError, match="collection"):
-        open_store(f"milvus:{db}")
+        open_store(milvus_at("x").partition("#")[0])
     with pytest.raises(DimensionMismatchError):
         store.upsert(Batch([1], np.zeros((1, 8), np.float32)))
     with pytest.raises(DimensionMismatchError):
@@ -134,7 +150,7 @@ def test_errors_name_the_fix(db, vectors):
     with pytest.raises(IdTypeError):
         store.create(384, "ip", id_type="str")
     assert store.count() == 10  # nothing half-written by the refused calls
-    empty = open_store(f"milvus:{db}#empty")
+    empty = open_store(milvus_at("empty"))
     empty.create(384, "ip")
     with pytest.raises(EmptyStoreError):
         empty.sample(5)
@@ -176,3 +192,10 @@ def test_server_uri_credentials_come_from_env_or_file_never_the_uri(tmp_path, mo
     creds_file.write_text('token = "tok-from-file-123"\n')
     store = open_store("milvus:http://milvus.example:19530#docs", credentials_file=str(creds_file))
     assert milvus_token(store._creds) == "tok-from-file-123" and not store._server.tls
+
+
+def test_a_preferred_vector_does_not_break_a_single_vector_collection(milvus_at, vectors):
+    store = _fill(milvus_at("single"), vectors[:10], range(10))
+    store.select_vector("emb")  # e.g. a destination created before schemas were carried, resumed now
+    assert (store.dim, store.count()) == (384, 10) and store.describe_schema()["vector"] == "vector"
+    store.close()

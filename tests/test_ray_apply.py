@@ -364,3 +364,46 @@ def test_cli_engine_ray_runs_and_the_local_engine_refuses_its_unfinished_checkpo
     save_checkpoint(cp_dir, cp)
     with pytest.raises(CheckpointError, match="--engine ray"):
         apply_migration(translator_dir, faiss_source, dest, batch_size=500, device="cpu", state_dir=state)
+
+
+# -- selections, other vectors and rate limits through the Ray engine ---------------------------------
+@pytest.mark.ray
+@needs_data
+def test_ray_copies_other_vectors_and_keeps_the_filter(local_ray, work, translator_dir, source_vectors):
+    import qdrant_edge as q
+
+    from v2v_migrate.selection import Selection
+
+    second = shared_data.embeddings("l3", shared_data.split()["test"][:600])
+    shard = q.EdgeShard.create(f"{work}/edge_multi/docs", q.EdgeConfig(vectors={
+        "minilm": q.EdgeVectorParams(size=384, distance=q.Distance.Cosine),
+        "l3": q.EdgeVectorParams(size=384, distance=q.Distance.Dot)}))
+    shard.update(q.UpdateOperation.upsert_points([
+        q.Point(i, {"minilm": source_vectors[i].tolist(), "l3": second[i].tolist()}, _payloads([i])[0])
+        for i in range(600)]))
+    shard.flush()
+    shard.close()
+    flt = '{"must": [{"key": "flag", "match": {"value": true}}]}'
+    summary = _ray_apply(translator_dir, f"qdrant-edge:{work}/edge_multi#docs", f"qdrant-edge:{work}/edge_out#docs",
+                         work / "state_multi", source_options={"vector_name": "minilm"},
+                         selection=Selection(filter=flt), max_rate=5000)
+    assert summary["read_by"] == "driver" and summary["max_rate"] == 5000 and summary["selection"] == {"filter": flt}
+    out = q.EdgeShard.load(f"{work}/edge_out/docs")
+    records, _ = out.scroll(q.ScrollRequest(limit=1000, with_vector=True, with_payload=True))
+    out.close()
+    assert sorted(r.id for r in records) == [i for i in range(600) if i % 2]
+    for r in records:
+        assert np.array_equal(np.asarray(r.vector["l3"], np.float32), second[r.id]) and r.payload == _payloads([r.id])[0]
+
+
+@pytest.mark.ray
+@needs_data
+def test_ray_workers_read_a_milvus_server_through_the_filter(local_ray, work, translator_dir, source_vectors,
+                                                             milvus_server):
+    from v2v_migrate.selection import Selection
+
+    source = _fill(milvus_server.uri("ray_source"), source_vectors[:1000])
+    summary = _ray_apply(translator_dir, source, f"parquet:{work}/from_server", work / "state_server",
+                         selection=Selection(filter="row < 400"), max_rate=10_000)
+    assert summary["read_by"] == "workers" and summary["rows_written"] == 400
+    _assert_translated_copy(_rows_of(f"parquet:{work}/from_server"), source_vectors[:400], translator_dir)

@@ -13,6 +13,8 @@ committed batch; re-writing the batches after it is harmless because upserts are
 destination ends with exactly the source's rows.
 
 State (checkpoint, incremental hashes) lives in the state dir: see `v2v_migrate.checkpoint`.
+A subset (`--filter`, `--partition`, `--ids`) and dropped vectors are the `selection`
+(v2v_migrate.selection), recorded in the checkpoint; `--max-rate` spaces the writes (v2v_migrate.throttle).
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from connectors.base import Batch, validate_vectors
 from v2v_migrate.checkpoint import Checkpoint, save_checkpoint
 from v2v_migrate.errors import UsageError
 from v2v_migrate.preflight import ApplyJob, prepare_apply
+from v2v_migrate.selection import Selection, strip_vectors
+from v2v_migrate.throttle import RateLimiter
 
 # Test-only: seconds to sleep after each upsert, so that tests can kill a real apply mid-run.
 SLEEP_ENV = "V2V_TEST_SLEEP_PER_BATCH"
@@ -115,12 +119,10 @@ def _translate_batch(b: Batch, translator, source_dim: int, target_dim: int, has
         from v2v_migrate.incremental import id_key, row_hashes
 
         keys = [id_key(x) for x in b.ids]
-        hashes = row_hashes(vectors, b.payloads)
+        hashes = row_hashes(vectors, b.payloads, b.extra.get("vectors"))
         mask = hashes_db.changed_mask(keys, hashes)
         if not mask.all():
-            idx = np.flatnonzero(mask)
-            b = Batch([b.ids[i] for i in idx], vectors[idx],
-                      [b.payloads[i] for i in idx] if b.payloads is not None else None, b.cursor)
+            b = b.with_vectors(vectors).take(np.flatnonzero(mask))
             vectors = b.vectors
     out_vecs = np.zeros((0, target_dim), np.float32)
     if len(b):
@@ -156,20 +158,38 @@ def apply_migration(translator_dir: str | os.PathLike | None, source_uri: str, d
                     metric: str | None = None, allow_existing: bool = False, incremental: bool = False,
                     delete_missing: bool = False, state_dir: str | os.PathLike | None = None,
                     commit_seconds: float = MIN_COMMIT_SECONDS, queue_depth: int = 4, progress: bool = False,
-                    source_options: dict | None = None, dest_options: dict | None = None) -> dict:
-    """Copy every source row, translated, into the destination. Returns a summary dict (see the CLI's --json)."""
+                    source_options: dict | None = None, dest_options: dict | None = None,
+                    selection: Selection | None = None, max_rate: float | None = None) -> dict:
+    """Copy every source row (or the selection's), translated, into the destination, at most `max_rate`
+    vectors/s. Returns a summary dict (see the CLI's --json)."""
     if commit_seconds < 0:
         raise UsageError(f"--checkpoint-seconds must be >= 0, got {commit_seconds}.", "pass e.g. 2.")
+    limiter = RateLimiter(max_rate)  # refuses a bad rate before anything is opened
     t_start = time.monotonic()
     with prepare_apply(translator_dir, source_uri, dest_uri, translator=translator, batch_size=batch_size,
                        device=device, metric=metric, allow_existing=allow_existing, restart=restart,
-                       state_dir=state_dir, source_options=source_options, dest_options=dest_options) as job:
+                       state_dir=state_dir, source_options=source_options, dest_options=dest_options,
+                       selection=selection) as job:
         return _run(job, batch_size=batch_size, incremental=incremental, delete_missing=delete_missing,
-                    commit_seconds=commit_seconds, queue_depth=queue_depth, progress=progress, t_start=t_start)
+                    commit_seconds=commit_seconds, queue_depth=queue_depth, progress=progress, t_start=t_start,
+                    limiter=limiter)
+
+
+def selection_summary(job: ApplyJob, limiter: RateLimiter) -> dict:
+    """What both engines add to their summary: the selection, the schema carried to a created destination,
+    the rate limit and the server retries."""
+    out = {"selection": job.selection.record() if job.selection else None, "max_rate": limiter.rate,
+           "throttled_seconds": round(limiter.waited, 3),
+           "retries": sum(getattr(getattr(s, "retrier", None), "retried", 0) for s in (job.source, job.dest))}
+    if job.created_dest and job.carried:
+        out["schema_carried"], out["schema_not_carried"] = job.carried["carried"], job.carried["not_carried"]
+    if hasattr(job.source, "missing"):
+        out["ids_missing"] = job.source.missing
+    return out
 
 
 def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_seconds, queue_depth, progress,
-         t_start) -> dict:
+         t_start, limiter: RateLimiter) -> dict:
     source, dest, translator, fingerprint, state, cp = (job.source, job.dest, job.translator, job.fingerprint,
                                                          job.state, job.checkpoint)
     restarted = job.restart
@@ -183,7 +203,8 @@ def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_secon
     if cp is not None and cp.completed and incremental:
         cp = None  # a new scheduled run: scan the whole source again
     if cp is None:
-        cp = Checkpoint(job.source_uri, job.dest_uri, fingerprint, incremental=incremental)
+        cp = Checkpoint(job.source_uri, job.dest_uri, fingerprint, incremental=incremental,
+                        selection=job.selection.record() if job.selection else None)
     summary = {"source": cp.source_uri, "dest": cp.dest_uri, "translator_fingerprint": fingerprint,
                "state_dir": str(state), "created_dest": job.created_dest, "resumed": resumed,
                "resumed_after_rows": cp.rows_read if resumed else 0, "incremental": incremental,
@@ -207,6 +228,8 @@ def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_secon
             summary["bootstrapped_ids"] = hashes_db.bootstrap_from(dest.iter_batches(4096), run - 1)
 
     stop, abort = threading.Event(), threading.Event()
+    limiter.sleep = stop.wait  # a throttled run still stops at once on Ctrl-C
+    drop = job.selection.drop_vectors if job.selection else ()
     q_read, q_done = queue.Queue(queue_depth), queue.Queue(queue_depth)
     threads = [
         threading.Thread(target=_reader, args=(source, batch_size, cp.cursor, q_read, stop, abort),
@@ -252,8 +275,12 @@ def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_secon
                 if item is _DONE:
                     cp.completed = True
                     break
-                b = item["batch"]
+                b = strip_vectors(item["batch"], drop)
                 if len(b):
+                    limiter.wait(len(b))
+                    if stop.is_set():
+                        summary["interrupted"] = True
+                        break  # Ctrl-C while throttled: this batch is not written, nor its cursor recorded
                     dest.upsert(b)
                 if hashes_db is not None:
                     hashes_db.record(item["keys"], item["hashes"], run)
@@ -281,6 +308,7 @@ def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_secon
         if hashes_db is not None:
             hashes_db.close()
     seconds = time.monotonic() - t_start
+    summary.update(selection_summary(job, limiter))
     summary.update(completed=cp.completed, total_rows_written=cp.rows_written, dest_count=dest.count(),
                    checkpoints=commits["checkpoints"], checkpoint_seconds=round(commits["checkpoint_seconds"], 3),
                    seconds=round(seconds, 3),

@@ -92,11 +92,12 @@ class Checkpoint:
     batches: int = 0
     completed: bool = False
     incremental: bool = False
+    selection: dict | None = None  # the subset and dropped vectors (v2v_migrate.selection); None: everything
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     version: int = CHECKPOINT_VERSION
 
-    def belongs_to(self, source_uri: str, dest_uri: str, fingerprint: str) -> str | None:
+    def belongs_to(self, source_uri: str, dest_uri: str, fingerprint: str, selection: dict | None = None) -> str | None:
         """None when this checkpoint is for that migration, else the reason it is not."""
         if self.dest_uri != normalize_uri(dest_uri):
             return f"it was written for destination {self.dest_uri}"
@@ -105,6 +106,9 @@ class Checkpoint:
         if self.translator_fingerprint != fingerprint:
             return (f"it was written with translator {self.translator_fingerprint[:12]}, "
                     f"not {str(fingerprint)[:12]}")
+        if (self.selection or None) != (selection or None):
+            return (f"it was written for the selection {self.selection or 'all rows'}, not "
+                    f"{selection or 'all rows'} (a cursor means nothing for another subset)")
         return None
 
 

@@ -41,6 +41,8 @@ def _encoder_args(plan: dict | None, encoder, text_field, prefix) -> dict:
     return {"encoder": encoder or plan_get(plan, "train", "encoder"),
             "text_field": text_field or plan_get(plan, "train", "text_field"),
             "encoder_prefix": prefix if prefix is not None else plan_get(plan, "train", "encoder_prefix", "")}
+DropOpt = typer.Option(None, "--drop-vector", help="A further source vector NOT to copy (repeatable); vectors a "
+                                                   "destination cannot hold must be named here.")
 
 
 def _emit(result: dict, as_json: bool, text: str) -> None:
@@ -95,8 +97,10 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
          sample_size: Optional[int] = typer.Option(None, help="Training sample per side (default: up to 50,000)."),
          seed: int = typer.Option(0), state_dir: Optional[Path] = typer.Option(None, help="apply's state dir."),
          source_option: Optional[List[str]] = SrcOpt, target_option: Optional[List[str]] = TgtOpt,
-         dest_option: Optional[List[str]] = DstOpt, as_json: bool = JsonOpt):
-    """Inspect source, target and destination; refuse impossible migrations; estimate; write plan.toml."""
+         dest_option: Optional[List[str]] = DstOpt, drop_vector: Optional[List[str]] = DropOpt,
+         as_json: bool = JsonOpt):
+    """Inspect source, target and destination; refuse impossible migrations; estimate; list the schema that
+    will be carried; write plan.toml."""
     from v2v_migrate.plan import make_plan, summary_text, write_plan
 
     result = make_plan(source, target, dest, pairs_path=str(pairs) if pairs else None,
@@ -105,7 +109,7 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
                        sample_size=sample_size, seed=seed, state_dir=state_dir,
                        source_options=_options(None, "source", source_option),
                        target_options=_options(None, "target", target_option),
-                       dest_options=_options(None, "dest", dest_option),
+                       dest_options=_options(None, "dest", dest_option), drop_vectors=tuple(drop_vector or ()),
                        **_encoder_args(None, encoder, text_field, encoder_prefix), encoded_pairs=encoded_pairs)
     write_plan(result, out)
     _emit(dict(result, plan_file=str(out)), as_json, summary_text(result) + f"\nplan    written to {out}")
@@ -174,10 +178,17 @@ def apply(plan: Optional[Path] = PlanOpt,
           engine: str = typer.Option("local", help="local (one process) | ray (shards on Ray actors)."),
           address: Optional[str] = typer.Option(None, help="--engine ray: Ray cluster address [start a local one]."),
           workers: int = typer.Option(2, help="--engine ray: number of shard actors."),
+          filter: Optional[str] = typer.Option(None, "--filter", help="Only rows matching this filter, in the "
+                                               "source engine's syntax (Milvus expression, Qdrant JSON filter)."),
+          partition: Optional[List[str]] = typer.Option(None, help="Only this Milvus partition (repeatable)."),
+          ids: Optional[Path] = typer.Option(None, help="Only the ids listed in this file, one per line."),
+          drop_vector: Optional[List[str]] = DropOpt,
+          max_rate: Optional[float] = typer.Option(None, help="Write at most this many vectors per second."),
           source_option: Optional[List[str]] = SrcOpt, dest_option: Optional[List[str]] = DstOpt,
           as_json: bool = JsonOpt):
-    """Translate every source vector into the destination: checkpointed, resumable, locked."""
+    """Translate every source vector (or a subset) into the destination: checkpointed, resumable, locked."""
     from v2v_migrate.plan import plan_get
+    from v2v_migrate.selection import Selection
 
     p = _load_plan(plan)
     tdir = _need(translator or plan_get(p, "train", "translator_dir"), "--translator", "apply")
@@ -185,9 +196,11 @@ def apply(plan: Optional[Path] = PlanOpt,
     dst = _need(dest or plan_get(p, "dest", "uri"), "--dest", "apply")
     if batch_size is None:
         batch_size = plan_get(p, "apply", "batch_size", 1024)
+    selection = Selection(filter, tuple(partition or ()), str(ids) if ids else None,
+                          tuple(drop_vector or plan_get(p, "apply", "drop_vectors", ()) or ()))
     common = dict(batch_size=batch_size, device=device, metric=metric, allow_existing=allow_existing,
                   restart=not resume, state_dir=state_dir, source_options=_options(p, "source", source_option),
-                  dest_options=_options(p, "dest", dest_option))
+                  dest_options=_options(p, "dest", dest_option), selection=selection)
     if dry_run:
         from v2v_migrate.dry_run import dry_run_apply
 
@@ -200,13 +213,14 @@ def apply(plan: Optional[Path] = PlanOpt,
         from v2v_migrate.ray_apply import run_ray_apply
 
         r = run_ray_apply(translator_dir=tdir, source_uri=src, dest_uri=dst, workers=workers, address=address,
-                          incremental=incremental, delete_missing=delete_missing,
+                          incremental=incremental, delete_missing=delete_missing, max_rate=max_rate,
                           progress=_progress(as_json), **common)
     elif engine == "local":
         from v2v_migrate.apply import apply_migration
 
         r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
-                            commit_seconds=checkpoint_seconds, progress=_progress(as_json), **common)
+                            commit_seconds=checkpoint_seconds, progress=_progress(as_json), max_rate=max_rate,
+                            **common)
     else:
         raise UsageError(f"--engine must be local or ray, got {engine!r}.", "pass --engine local or --engine ray.")
     if r.get("already_complete"):
@@ -215,6 +229,11 @@ def apply(plan: Optional[Path] = PlanOpt,
         state = "interrupted (resume by running the same command)" if r["interrupted"] else "done"
         text = (f"{state}: read {r['rows_read']:,}, wrote {r['rows_written']:,}, skipped {r['rows_skipped']:,} "
                 f"in {r['seconds']:.1f}s ({r['rate']:,.0f} rows/s); destination holds {r['dest_count']:,}")
+        if r.get("ids_missing"):
+            text += f"\n{r['ids_missing']:,} listed ids are not in the source"
+        if r.get("schema_carried") or r.get("schema_not_carried"):
+            text += ("\nschema  carried: " + ("; ".join(r.get("schema_carried") or []) or "nothing")
+                     + ("\n        not carried: " + "; ".join(r["schema_not_carried"]) if r.get("schema_not_carried") else ""))
         if r.get("deleted_in_source"):
             text += (f"\n{r['deleted_in_source']:,} ids were deleted from the source "
                      f"({r['deleted_from_dest']:,} deleted from the destination; list: {r['deleted_ids_file']})")

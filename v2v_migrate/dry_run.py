@@ -17,11 +17,11 @@ def dry_run_apply(translator_dir: str | os.PathLike | None, source_uri: str, des
                   translator: Any = None, batch_size: int = 1024, sample_size: int = 2048,
                   device: str = "auto", metric: str | None = None, allow_existing: bool = False,
                   restart: bool = False, state_dir: str | os.PathLike | None = None,
-                  source_options: dict | None = None, dest_options: dict | None = None) -> dict:
+                  source_options: dict | None = None, dest_options: dict | None = None, selection=None) -> dict:
     with prepare_apply(translator_dir, source_uri, dest_uri, translator=translator, batch_size=batch_size,
                        device=device, metric=metric, allow_existing=allow_existing, restart=restart,
                        state_dir=state_dir, source_options=source_options, dest_options=dest_options,
-                       dry_run=True) as job:
+                       dry_run=True, selection=selection) as job:
         source, translator, cp = job.source, job.translator, job.checkpoint
         n_source = source.count()
         # Time reading and translating a sample the way apply does (batch by batch); the first call
@@ -60,4 +60,8 @@ def dry_run_apply(translator_dir: str | os.PathLike | None, source_uri: str, des
             "read_rate": round(read_rate, 1), "translate_rate": round(tr_rate, 1),
             "estimated_seconds_without_write": round(todo / bottleneck, 1) if bottleneck else None,
             "translator_fingerprint": job.fingerprint, "written": 0,
+            "selection": job.selection.record() if job.selection else None,
+            # what a created destination would keep of the source's schema (nothing is created here)
+            "schema_carried": None if job.dest_exists else job.carried["carried"],
+            "schema_not_carried": None if job.dest_exists else job.carried["not_carried"],
         }

@@ -35,12 +35,19 @@ def key_to_id(key: str):
     return int(value) if tag == "i" else value
 
 
-def row_hashes(vectors: np.ndarray, payloads: Sequence[dict] | None) -> list[bytes]:
+def row_hashes(vectors: np.ndarray, payloads: Sequence[dict] | None, others: dict | None = None) -> list[bytes]:
+    """A content hash per row: vector, payload, and the row's other vectors (Batch.extra["vectors"]), so that
+    a changed sparse or second vector is copied again too. Rows without other vectors hash as before."""
     out = []
     for i in range(len(vectors)):
         h = hashlib.blake2b(np.ascontiguousarray(vectors[i], dtype=np.float32).tobytes(), digest_size=16)
         if payloads is not None and payloads[i]:
             h.update(json.dumps(payloads[i], sort_keys=True, default=str).encode())
+        for name in sorted(others or {}):
+            value = others[name][i]
+            if value is not None:
+                h.update(name.encode() + (np.asarray(value, dtype=np.float32).tobytes() if not isinstance(value, dict)
+                                          else json.dumps(value, sort_keys=True).encode()))
         out.append(h.digest())
     return out
 

@@ -18,6 +18,7 @@ import numpy as np
 from connectors.errors import DestinationNotEmptyError, DimensionMismatchError
 from connectors.secrets import clean_options
 from translators.errors import TrainingError
+from v2v_migrate.carry import carry_to
 from v2v_migrate.checkpoint import load_checkpoint, normalize_uri, state_dir_for
 from v2v_migrate.errors import UsageError
 from v2v_migrate.pairs import HOLDOUT_FRACTION, read_pairs, split_pairs
@@ -96,7 +97,8 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
               metric: str | None = None, sample_size: int | None = None, seed: int = 0,
               state_dir: str | None = None, probe_rows: int = 4096, source_options: dict | None = None,
               target_options: dict | None = None, dest_options: dict | None = None, encoder: str | None = None,
-              text_field: str | None = None, encoder_prefix: str = "", encoded_pairs: int | None = None) -> dict:
+              text_field: str | None = None, encoder_prefix: str = "", encoded_pairs: int | None = None,
+              drop_vectors: tuple = ()) -> dict:
     from connectors import check_metric, open_store
     from translators import MIN_UNSUPERVISED
 
@@ -161,6 +163,10 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
         else:
             d["action"] = "create"
         d.update(dim=new_dim, metric=out_metric, id_type=src["id_type"])
+        carried = carry_to(source, dest, new_dim, out_metric, tuple(drop_vectors))
+        # A created destination keeps this of the source's schema (an existing one keeps its own).
+        d["schema"] = {"carried": carried["carried"], "not_carried": carried["not_carried"],
+                       "applies": not d["exists"]}
 
         read_rate = _read_rate(source, batch_size, probe_rows)
         tr_rate = _translate_rate(src["dim"], new_dim, min(probe_rows, 8192))
@@ -185,7 +191,8 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
             "train": {"method": method, "method_reason": reason, "pairs_from": pairs_from, "pairs": int(n_pairs),
                       "id_overlap_in_probe": int(overlap), "sample_size": size, "seed": int(seed),
                       "translator_dir": str(Path(translator_dir or "translator").resolve())},
-            "apply": {"batch_size": int(batch_size), "metric": out_metric},
+            "apply": {"batch_size": int(batch_size), "metric": out_metric,
+                      **({"drop_vectors": sorted(drop_vectors)} if drop_vectors else {})},
             "estimate": estimate,
             "options": {"source": clean_options(source_options), "target": clean_options(target_options),
                         "dest": clean_options(dest_options)},
@@ -254,6 +261,14 @@ def _size(n: float) -> str:
     return str(n)
 
 
+def _schema_lines(schema: dict | None) -> list[str]:
+    """What `apply` will carry to a created destination, and what it cannot."""
+    if not schema or not schema.get("applies"):
+        return []
+    return [f"schema  carried: {'; '.join(schema['carried']) or 'nothing beyond the vectors'}",
+            *([f"        not carried: {'; '.join(schema['not_carried'])}"] if schema["not_carried"] else [])]
+
+
 def summary_text(plan: dict) -> str:
     """What a person reads in 30 seconds."""
     s, t, d, tr, e = plan["source"], plan["target"], plan["dest"], plan["train"], plan["estimate"]
@@ -270,6 +285,7 @@ def summary_text(plan: dict) -> str:
         (f"target  {t['uri']}\n        {shape(t)}" if t.get("uri") else
          "target  none: the new model's side comes from the pairs"),
         f"dest    {d['uri']}\n        {d['action']}: {d['dim']}-d, {d['metric']}, {d['id_type']} ids",
+        *_schema_lines(d.get("schema")),
         f"train   method {tr['method']} ({tr['method_reason']}); sample {tr['sample_size']:,} "
         f"{'per side' if t.get('uri') else 'source rows'}; "
         f"pairs: {tr['pairs']:,} from {tr['pairs_from']}",

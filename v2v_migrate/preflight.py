@@ -2,9 +2,11 @@
 the Ray engine and the dry run (which runs it without the lock and without creating anything).
 
 In order: options, source != destination, the translator (its fingerprint names the migration), the
-source (exists, has rows, fits the translator), the destination lock, the checkpoint (this migration's,
-another's, or an engine's the caller cannot resume), the destination (same dimension and metric, no
-data this migration did not write), and finally its creation when it is missing.
+source (exists, has rows, fits the translator; seen through the selection: filter, partitions, id list),
+the destination lock, the checkpoint (this migration's, another's, another selection's, or an engine's the
+caller cannot resume), the schema carried from the source (vectors the destination cannot hold must be
+dropped by name), the destination (same dimension and metric, the source's other vectors, no data this
+migration did not write), and finally its creation, from the carried schema, when it is missing.
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from connectors import check_metric, open_store
+from connectors import check_metric, open_store, split_uri
 from connectors.errors import DestinationNotEmptyError, DimensionMismatchError, MetricMismatchError
 from translators import load_translator
+from v2v_migrate.carry import carry_to, check_existing
 from v2v_migrate.checkpoint import Checkpoint, load_checkpoint, normalize_uri, remove_checkpoint, state_dir_for
 from v2v_migrate.errors import CheckpointError, UsageError
+from v2v_migrate.selection import Selection
 from v2v_migrate.stores import open_existing
 
 RAY_CURSOR_KEY = "ray_shards"  # a checkpoint cursor of the Ray engine: {"ray_shards": [...]}
@@ -40,6 +44,8 @@ class ApplyJob:
     dest_count: int
     created_dest: bool
     restart: bool
+    selection: Selection | None = None  # what is migrated (subset, dropped vectors)
+    carried: dict | None = None       # v2v_migrate.carry.carry_to: the destination's schema, in words too
 
 
 def check_dest_compatible(dest, target_dim: int, metric: str | None) -> None:
@@ -52,7 +58,7 @@ def check_dest_compatible(dest, target_dim: int, metric: str | None) -> None:
                                   "drop --metric or write to a new destination.")
 
 
-def _checkpoint(state: Path, job_ids: tuple[str, str, str], restart: bool, dry_run: bool,
+def _checkpoint(state: Path, job_ids: tuple, restart: bool, dry_run: bool,
                 engine: str) -> tuple[Checkpoint | None, bool]:
     """(the checkpoint to resume from or None, whether a v2v apply wrote this destination)."""
     cp = load_checkpoint(state)
@@ -62,7 +68,8 @@ def _checkpoint(state: Path, job_ids: tuple[str, str, str], restart: bool, dry_r
         if why and not restart:
             raise CheckpointError(f"The checkpoint in {state} does not belong to this apply: {why}.",
                                   "rerun with --restart to start over (it overwrites by id), "
-                                  "or pass the original --translator/--source.")
+                                  "or pass the original --translator/--source (and --filter/--partition/--ids/"
+                                  "--drop-vector).")
         if why or restart:
             if not dry_run:
                 remove_checkpoint(state)
@@ -83,7 +90,7 @@ def prepare_apply(translator_dir: str | os.PathLike | None, source_uri: str, des
                   translator: Any = None, batch_size: int = 1024, device: str = "auto", metric: str | None = None,
                   allow_existing: bool = False, restart: bool = False, state_dir: str | os.PathLike | None = None,
                   source_options: dict | None = None, dest_options: dict | None = None, engine: str = "local",
-                  dry_run: bool = False) -> Iterator[ApplyJob]:
+                  dry_run: bool = False, selection: Selection | None = None) -> Iterator[ApplyJob]:
     """Run every check; yield an ApplyJob with both stores open (and the lock held unless dry_run)."""
     from v2v_migrate.locking import DestinationLock
 
@@ -95,9 +102,12 @@ def prepare_apply(translator_dir: str | os.PathLike | None, source_uri: str, des
     if translator is None:
         translator = load_translator(translator_dir, device)
     fingerprint = str(translator.fingerprint)
+    selection = selection or Selection()
     with ExitStack() as stack:
-        source = open_existing(source_uri, "source", source_options)
+        source = open_existing(source_uri, "source", selection.source_options(split_uri(source_uri)[0],
+                                                                               source_options))
         stack.callback(source.close)
+        source = selection.wrap(source)
         if source.dim != translator.source_dim:
             raise DimensionMismatchError(
                 f"The source holds {source.dim}-d vectors but the translator expects {translator.source_dim}-d.",
@@ -107,18 +117,23 @@ def prepare_apply(translator_dir: str | os.PathLike | None, source_uri: str, des
         if not dry_run:
             stack.enter_context(DestinationLock(dest_uri))
         state = state_dir_for(dest_uri, state_dir)
-        cp, owned = _checkpoint(state, (source_uri, dest_uri, fingerprint), restart, dry_run, engine)
+        cp, owned = _checkpoint(state, (source_uri, dest_uri, fingerprint, selection.record()), restart, dry_run,
+                                engine)
         dest_exists = dest.exists()
+        out_metric = check_metric(metric or (dest.metric if dest_exists else source.metric))
+        carried = carry_to(source, dest, translator.target_dim, out_metric, selection.drop_vectors)
+        dest.select_vector(carried["schema"]["vector"] or None)  # a destination with several vectors
         dest_count = dest.count() if dest_exists else 0
         if dest_exists:
             check_dest_compatible(dest, translator.target_dim, metric)
+            check_existing(carried, dest)
             if not owned and not allow_existing and dest_count > 0:
                 raise DestinationNotEmptyError(
                     f"Destination {dest_uri} already holds {dest_count} vectors that this migration did not "
                     "write.", "choose a new destination, or pass --allow-existing to write into it.")
         elif not dry_run:
-            dest.create(translator.target_dim, check_metric(metric or source.metric), id_type=source.id_type,
-                        exist_ok=True)
+            dest.create(translator.target_dim, out_metric, id_type=source.id_type, exist_ok=True,
+                        schema=carried["schema"])
         yield ApplyJob(normalize_uri(source_uri), normalize_uri(dest_uri), translator, fingerprint, source, dest,
                        state, cp, dest_exists, dest_count, created_dest=not dest_exists and not dry_run,
-                       restart=restart)
+                       restart=restart, selection=selection, carried=carried)

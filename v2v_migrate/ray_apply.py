@@ -118,7 +118,10 @@ class RayApply:
 
     def __init__(self, *, translator_dir, source_uri, dest_uri, state_dir=None, batch_size=1024, workers=2,
                  address=None, device="auto", restart=False, source_options=None, dest_options=None,
-                 allow_existing=False, metric=None, progress=False, read_by="auto"):
+                 allow_existing=False, metric=None, progress=False, read_by="auto", selection=None, max_rate=None):
+        from v2v_migrate.selection import Selection
+        from v2v_migrate.throttle import RateLimiter
+
         if int(workers) < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}.", "pass --workers 1 or more.")
         self.translator_dir, self.source_uri, self.dest_uri = str(translator_dir), source_uri, dest_uri
@@ -129,8 +132,11 @@ class RayApply:
         if read_by not in ("auto", "driver", "workers"):
             raise UsageError(f"read_by must be auto, driver or workers, not {read_by!r}.",
                              "use read_by='driver' when Ray nodes cannot see the source file.")
-        # auto: workers read files and servers; embedded Milvus Lite / Qdrant folders are read by the driver.
-        self.parallel_read = source_is_parallel_readable(source_uri) if read_by == "auto" else read_by == "workers"
+        self.selection, self.limiter = selection or Selection(), RateLimiter(max_rate)
+        # auto: workers read files and servers; embedded Milvus Lite / Qdrant folders are read by the driver,
+        # and so is an id list (rows fetched by id, in the list's order).
+        self.parallel_read = (source_is_parallel_readable(source_uri) if read_by == "auto" else read_by == "workers"
+                              ) and not self.selection.ids_file
 
     def run(self) -> dict:
         """The local engine's pre-flight (`v2v_migrate.preflight`), then the sharded run."""
@@ -141,9 +147,12 @@ class RayApply:
         with prepare_apply(self.translator_dir, self.source_uri, self.dest_uri, batch_size=self.batch_size,
                            device="cpu", metric=self.metric, allow_existing=self.allow_existing,
                            restart=self.restart, state_dir=self.state_dir, source_options=self.source_options,
-                           dest_options=self.dest_options, engine="ray") as job:
+                           dest_options=self.dest_options, engine="ray", selection=self.selection) as job:
+            from v2v_migrate.apply import selection_summary
+
             self.fingerprint = job.fingerprint
             summary = self._run(job)
+            summary.update(selection_summary(job, self.limiter))
         seconds = time.monotonic() - t_start
         # rate as the local engine reports it: rows over the streaming loop, start-up left out.
         loop = summary.get("loop_seconds") or seconds
@@ -161,7 +170,7 @@ class RayApply:
                 shards = None  # a local run on a source that cannot resume mid-stream: start over
         resumed = shards is not None
         if cp is None or not resumed and not cp.completed:
-            cp = Checkpoint(job.source_uri, job.dest_uri, self.fingerprint)
+            cp = Checkpoint(job.source_uri, job.dest_uri, self.fingerprint, selection=self.selection.record())
         summary = {"source": cp.source_uri, "dest": cp.dest_uri, "translator_fingerprint": self.fingerprint,
                    "state_dir": str(state), "created_dest": job.created_dest, "resumed": resumed,
                    "resumed_after_rows": cp.rows_read if resumed else 0, "incremental": False,
@@ -200,7 +209,10 @@ class RayApply:
             Remote = ray.remote(num_cpus=1, num_gpus=gpu_share, max_restarts=0)(ShardWorker)
             # Absolute paths: actors do not share the driver's working directory.
             read_uri = normalize_uri(self.source_uri) if parallel_read else None
-            actors = [Remote.remote(files, self.fingerprint, read_uri, self.source_options, device,
+            from connectors import split_uri
+
+            options = self.selection.source_options(split_uri(self.source_uri)[0], self.source_options)
+            actors = [Remote.remote(files, self.fingerprint, read_uri, options, device,
                                     None if device == "cuda" else 1)
                       for _ in range(self.workers)]
             actor_device = ray_get([a.setup.remote() for a in actors])[0]
@@ -211,7 +223,8 @@ class RayApply:
             bar = tqdm(total=total, initial=min(cp.rows_read, total), unit="vec",
                        unit_scale=True, file=sys.stderr, disable=not self.progress, dynamic_ncols=True,
                        desc=f"apply (ray, {self.workers} workers)")
-            committer = _Committer(state, cp, shards, dest, bar)
+            self.limiter.sleep = stop.wait  # a throttled run still stops at once on Ctrl-C
+            committer = _Committer(state, cp, shards, dest, bar, self.limiter, self.selection.drop_vectors)
             with _Signals(stop):  # first Ctrl-C/SIGTERM: stop reading, commit what is written, return
                 try:
                     if parallel_read:
@@ -292,7 +305,7 @@ class RayApply:
     @staticmethod
     def _write_oldest(window, committer, stop) -> None:
         ref, i, b = window.popleft()
-        committer.write(i, [(b.ids, ray_get(ref), b.payloads, b.cursor)], False, stop)
+        committer.write(i, [(b.ids, ray_get(ref), b.payloads, b.cursor, b.extra)], False, stop)
 
 
 class _Committer:
@@ -302,10 +315,11 @@ class _Committer:
     (every write when flush is free; spaced out for a FAISS file, which is rewritten whole).
     """
 
-    def __init__(self, state, cp, shards, dest, bar):
+    def __init__(self, state, cp, shards, dest, bar, limiter, drop_vectors=()):
         from v2v_migrate.apply import COMMIT_OVERHEAD, SLEEP_ENV
 
         self.state, self.cp, self.shards, self.dest, self.bar = state, cp, shards, dest, bar
+        self.limiter, self.drop_vectors = limiter, tuple(drop_vectors)
         self.dim = dest.dim  # asked once: for a server it is a round trip
         self.overhead = COMMIT_OVERHEAD
         self.sleep_per_batch = float(os.environ.get(SLEEP_ENV) or 0)  # test-only, as in the local engine
@@ -317,13 +331,15 @@ class _Committer:
 
     def write(self, i: int, batches: list, done: bool, stop: threading.Event) -> None:
         from connectors.base import Batch, validate_vectors
+        from v2v_migrate.selection import strip_vectors
 
         p = self.pending.setdefault(i, [self.shards[i].cursor, 0, False])
-        for ids, vectors, payloads, cursor in batches:
+        for ids, vectors, payloads, cursor, extra in batches:
+            self.limiter.wait(len(ids))
             if stop.is_set():
                 return  # Ctrl-C: this batch is not written, so its cursor is not recorded
             vectors = validate_vectors(vectors, self.dim, where="translated vectors")
-            self.dest.upsert(Batch(list(ids), vectors, payloads))
+            self.dest.upsert(strip_vectors(Batch(list(ids), vectors, payloads, None, extra), self.drop_vectors))
             p[0], p[1] = cursor, p[1] + len(ids)
             self.cp.batches += 1
             self.bar.update(len(ids))

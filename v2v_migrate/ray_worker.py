@@ -111,8 +111,9 @@ class ShardWorker:
     def read_chunk(self, index: int, shard: Any, cursor: Any, batch_size: int, max_rows: int) -> dict:
         """Up to `max_rows` translated rows of shard `index` starting after `cursor`, as whole batches.
 
-        Returns {'batches': [(ids, vectors, payloads, cursor), ...], 'done': bool}; each cursor is the
-        source's own position after that batch, which the driver records once the batch is durable.
+        Returns {'batches': [(ids, vectors, payloads, cursor, extra), ...], 'done': bool}; each cursor is the
+        source's own position after that batch, which the driver records once the batch is durable; extra is
+        the batch's other vectors and partition (Batch.extra), written unchanged.
         """
         key = (index, _freeze(cursor))
         if self._iter is None or self._iter_key != key:
@@ -124,7 +125,7 @@ class ShardWorker:
                 done = True
                 break
             vectors = translate_batch(self.translator, batch.vectors)
-            out.append((list(batch.ids), vectors, batch.payloads, batch.cursor))
+            out.append((list(batch.ids), vectors, batch.payloads, batch.cursor, batch.extra))
             rows += len(batch)
             cursor = batch.cursor
         self._iter_key = (index, _freeze(cursor))

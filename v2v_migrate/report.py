@@ -91,10 +91,10 @@ def build_report(*, translator_dir, source_uri, out_dir, dest_uri=None, target_u
                       th, json_only, _role_options(store_options), opts)
 
 
-def _open(stack: ExitStack, uri: str | None, options: dict, role: str):
+def _open(stack: ExitStack, uri: str | None, options: dict, role: str, prefer_vector: str | None = None):
     if not uri:
         return None
-    store = open_existing(uri, role, options, allow_empty=True)
+    store = open_existing(uri, role, options, allow_empty=True, prefer_vector=prefer_vector)
     stack.callback(store.close)
     return store
 
@@ -111,7 +111,9 @@ def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pai
         raise DimensionMismatchError(f"source vectors have dimension {source.dim} but the translator expects "
                                      f"{translator.source_dim}.", "pass the translator trained for this source.")
     target = _open(stack, target_uri, opts["target"], "target")
-    dest = _open(stack, dest_uri, opts["dest"], "destination")
+    # a destination holding several vectors (carried from the source) migrated the source's one
+    dest = _open(stack, dest_uri, opts["dest"], "destination",
+                 source.describe_schema().get("vector") if dest_uri else None)
     metric = dest.metric if dest else (target.metric if target else "cosine")
 
     sample = source.sample(int(sample_size), seed=seed)
@@ -141,7 +143,8 @@ def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pai
     if dest is not None:
         report["integrity"] = {"source_count": report["source"]["count"], "dest_count": report["dest"]["count"],
                                "counts_equal": report["source"]["count"] == report["dest"]["count"],
-                               "rows": ri.check_rows(sample, dest, translator, th["vector_tolerance"])}
+                               "rows": ri.check_rows(sample, dest, translator, th["vector_tolerance"]),
+                               "schema": ri.compare_schemas(source, dest)}
         queries = pairs.y[:ANN_QUERIES] if report["quality"] else translated[:ANN_QUERIES]
         report["ann"] = ri.ann_recall(dest, queries, k=10)
         report["ann"]["queries_from"] = ("held-out new-model vectors" if report["quality"]

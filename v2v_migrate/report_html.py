@@ -243,6 +243,13 @@ def render_html(r: dict) -> str:
                                    for b in rows["bad_rows"]) + "</table>")
         if rows.get("missing_ids"):
             parts.append(f"<p>Missing ids (first {len(rows['missing_ids'])}): <code>{esc(', '.join(map(str, rows['missing_ids'])))}</code></p>")
+        schema = integ.get("schema") or {}
+        if schema.get("compared"):
+            parts.append("<h3>Schema</h3><p>" + esc("; ".join(schema["differences"]) or
+                         "the destination holds everything its engine can keep of the source's schema") + "</p>")
+            if schema["not_carried"] or schema["not_holdable"]:
+                parts.append("<p>Not kept by this engine: " + esc("; ".join(
+                    schema["not_carried"] + [f"vector {n!r}" for n in schema["not_holdable"]])) + "</p>")
     if ann:
         parts.append("<h2>Destination ANN index</h2>")
         parts.append(_kv_table([("recall@10 vs exact search", ann.get("recall")), ("queries", ann.get("queries")),

@@ -1,4 +1,4 @@
-"""After-apply checks of a destination store: counts, sampled rows, vectors, payloads, ANN recall.
+"""After-apply checks of a destination store: counts, sampled rows, vectors, payloads, schema, ANN recall.
 
 Everything here only reads the destination. Vectors are compared with what the translator gives for the
 source rows; for a cosine destination only the direction is compared, because engines may normalise
@@ -12,6 +12,8 @@ import math
 import numpy as np
 
 from connectors.base import ORIGINAL_ID_KEY
+from connectors.errors import ConnectorError
+from connectors.schema import carry, compare
 from v2v_migrate import report_metrics as rm
 
 MAX_LISTED = 20  # bad rows listed by id in the report (the counts cover them all)
@@ -95,6 +97,19 @@ def _finite_or_none(x: float):
 
 def _jsonable_id(x):
     return x.item() if isinstance(x, np.generic) else x
+
+
+def compare_schemas(source, dest) -> dict:
+    """The destination's schema against what the source's carries to its engine (connectors.schema):
+    differences in words (a vector dropped with --drop-vector shows as missing), and what no destination of
+    that engine can keep."""
+    try:
+        src, dst = source.describe_schema(), dest.describe_schema()
+        expected = carry(src, dest.flavor, dim=dest.dim, metric=dest.metric)
+    except ConnectorError as e:
+        return {"compared": False, "reason": e.message}
+    return {"compared": True, "differences": compare(expected["schema"], dst), "not_carried": expected["not_carried"],
+            "not_holdable": expected["unholdable"], "source": src, "dest": dst}
 
 
 def search_method(store):

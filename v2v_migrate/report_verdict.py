@@ -129,7 +129,7 @@ def verdict(report: dict, th: dict) -> dict:
                f"{c['what']}" for c in failed]
     if not failed:
         reasons = [_go_reason(q) if q else "every check passed"]
-    notes = []
+    notes = [f"schema: {d}" for d in ((integ or {}).get("schema") or {}).get("differences") or []]
     if ann is not None and not ann.get("measured"):
         notes.append(ann["reason"])
     return {"decision": "no-go" if failed else "go", "go": not failed, "reasons": reasons, "notes": notes,

@@ -9,12 +9,15 @@ from connectors.secrets import clean_uri
 from v2v_migrate.errors import UsageError
 
 
-def open_existing(uri: str, role: str, options: dict | None = None, allow_empty: bool = False):
+def open_existing(uri: str, role: str, options: dict | None = None, allow_empty: bool = False,
+                  prefer_vector: str | None = None):
     """Open a store that must exist (a source, target, or a destination to report on).
 
-    role names the store in messages and fixes ('source', 'target', 'destination').
+    role names the store in messages and fixes ('source', 'target', 'destination'); prefer_vector: the
+    vector to use where the store holds several and its options name none (Store.select_vector).
     """
     store = open_store(uri, **(options or {}))
+    store.select_vector(prefer_vector or None)
     try:
         if not store.exists():
             hint = "; for a destination, run `v2v-migrate apply` first" if role == "destination" else ""
