@@ -40,6 +40,7 @@ DEFAULT_PAIRS = ["minilm:e5", "e5:minilm", "minilm:mpnet", "mpnet:minilm", "e5:m
                  "l3:minilm", "minilm:l3"]
 DEFAULT_METHODS = ["auto", "auto+k10", "auto+k100", "auto+k1000", "procrustes", "ridge", "identity", "random",
                    "vec2vec"]
+UNSUPERVISED = ("auto", "vec2vec", "mini-vec2vec")  # methods that take --options and --device
 HEALTH_KEYS = ["mnn_share", "mnn_mean_cosine", "nn_mean_cosine", "neighbour_consistency"]
 SUPERVISED_PAIRS = 10_000
 # issue 3's goals for the default method against supervised Procrustes (see goals_table)
@@ -80,8 +81,8 @@ def run_one(job: dict) -> dict:
     if base == "identity" and x.shape[1] != y.shape[1]:
         return {}
     started = time.perf_counter()
-    options = json.loads(job.get("options") or "{}") if base in ("auto", "vec2vec") else {}
-    device = job.get("device", "cpu") if base in ("auto", "vec2vec") else "cpu"
+    options = json.loads(job.get("options") or "{}") if base in UNSUPERVISED else {}
+    device = job.get("device", "cpu") if base in UNSUPERVISED else "cpu"
     t = fit(x, y, method=base, pairs=pairs, seed=seed, device=device, **options)
     wall = time.perf_counter() - started
     xt, yt = shared_data.embeddings(src, test), shared_data.embeddings(tgt, test)
@@ -142,7 +143,8 @@ def main(argv=None):
     for pair in args.pairs.split(","):
         src, tgt = pair.split(":")
         for method in methods:
-            seeds = range(args.first_seed, args.first_seed + args.seeds) if method == "auto" else [0]
+            seeded = method.split("+")[0] in ("auto", "mini-vec2vec")
+            seeds = range(args.first_seed, args.first_seed + args.seeds) if seeded else [0]
             jobs += [{"src": src, "tgt": tgt, "method": method, "seed": s, "split": "A|B", "options": args.options,
                       "device": args.device, "rows": args.rows} for s in seeds]
         if "auto" in methods and args.resplit >= 0:

@@ -74,6 +74,7 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
               target_options: dict | None = None, dest_options: dict | None = None) -> dict:
     from connectors import check_metric, open_store
     from translators import MIN_UNSUPERVISED
+    from translators.alignability import probe
 
     if normalize_uri(source_uri) == normalize_uri(dest_uri):
         raise UsageError("The source and the destination are the same store.",
@@ -101,6 +102,8 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
                                 f"pairs needs at least {MIN_UNSUPERVISED} (a few thousand are better).",
                                 "add more new-model vectors to the target, or pass --pairs FILE.")
         method, reason = choose_method(n_pairs)
+        # Before train spends minutes: can this pair be aligned without pairs at all? (label-free, ~1 s)
+        alignability = probe(s_sample.vectors, t_sample.vectors, seed=seed)
 
         # Destination: compatible? holding data we did not write?
         out_metric = check_metric(metric or src["metric"])
@@ -147,6 +150,7 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
             "source": src, "target": tgt, "dest": d,
             "train": {"method": method, "method_reason": reason, "pairs_from": pairs_from, "pairs": int(n_pairs),
                       "id_overlap_in_probe": int(overlap), "sample_size": size, "seed": int(seed),
+                      "alignability": alignability,
                       "translator_dir": str(Path(translator_dir or "translator").resolve())},
             "apply": {"batch_size": int(batch_size), "metric": out_metric},
             "estimate": estimate,
@@ -231,5 +235,14 @@ def summary_text(plan: dict) -> str:
         f"{e['translate_rate_linear']:,.0f} rows/s translate (plus write time); "
         f"dest disk ~{_size(e['dest_disk_bytes'])}; apply memory ~{_size(e['apply_memory_bytes'])}, "
         f"train memory ~{_size(e['train_memory_bytes'])}",
+        *_alignability_warning(tr),
         "next    v2v-migrate train --plan PLAN && v2v-migrate apply --plan PLAN",
     ])
+
+
+def _alignability_warning(train: dict) -> list[str]:
+    probe = train.get("alignability") or {}
+    if probe.get("alignable", True) or train["method"] == "ridge":
+        return []
+    return [f"warning this pair needs pairs: pass --encoder or --pairs ({probe['reason']}; "
+            f"{train['pairs']:,} pairs found)"]
