@@ -6,6 +6,7 @@ benchmarks/fidelity.py is lower: supervised Procrustes on minilm->e5 is 0.978 he
                          30 of mini-vec2vec's closest-point rounds: does the objective keep the right map?
     relstart           : 10 / 30 / 100 / 300 known pairs: the relative-anchor start vs Procrustes on the pairs
     boot     K,..  M   : the relative-anchor start, then 4 rounds adding the M most confident mutual pairs
+    anchored K W,..    : auto's relative-anchor start from K pairs, then 16 OT rounds anchored at each pair weight
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/research/stages.py minilm e5 ceiling 6000,12000 0.03
     RESPLIT=1 .venv/bin/python benchmarks/research/stages.py e5 minilm relstart      # another seed's split
@@ -92,5 +93,33 @@ def main(src, tgt, experiment, *args):
                 log(f"{k} pairs, confident round {it + 1} ({len(ax)} anchors):", top1(w))
 
 
+def anchored(src, tgt, k, weights):
+    """From the relative-anchor start of k pairs, OT rounds on 12,000 rows per side (eps 0.03) with the pairs
+    as anchors at each weight: how far do the pairs hold the unpaired objective?"""
+    from translators.unsupervised import DEFAULTS, _relative_pairs_start
+    sp = shared_data.split()
+    a, b, test = sp["A"], sp["B"], sp["test"]
+    x, y = shared_data.embeddings(src, a), shared_data.embeddings(tgt, b)
+    ms, mt = side_stats(x)["mean"], side_stats(y)["mean"]
+    xs, ys = to_fit_space(x, ms), to_fit_space(y, mt)
+    xt, yt = to_fit_space(shared_data.embeddings(src, test), ms), to_fit_space(shared_data.embeddings(tgt, test), mt)
+    rng = np.random.default_rng(0)
+    xo, yo = xs[rng.permutation(len(xs))[:12000]], ys[rng.permutation(len(ys))[:12000]]
+    pool = np.concatenate([a, b])
+    rows = pool[np.random.default_rng(1000).permutation(len(pool))[:int(k)]]
+    pf = (to_fit_space(shared_data.embeddings(src, rows), ms), to_fit_space(shared_data.embeddings(tgt, rows), mt))
+    w0 = _relative_pairs_start(xo[:6000], yo[:6000], pf, DEFAULTS)
+    top1 = lambda w: float(np.mean(np.argmax(unit(xt @ w) @ yt.T, axis=1) == np.arange(len(xt))))  # noqa: E731
+    log(f"{k} pairs, relative start (6,000 rows, 2 confident rounds):", top1(w0))
+    for weight in (float(v) for v in weights.split(",")):
+        w = w0.copy()
+        for r in range(4):
+            w = _refine_ot(w, xo, yo, pf, [0.03] * 4, weight, 1.0)
+            log(f"pair weight {weight:g}, OT rounds {4 * (r + 1)}:", top1(w))
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[3] == "anchored":
+        anchored(*sys.argv[1:3], *sys.argv[4:6])
+    else:
+        main(*sys.argv[1:])
