@@ -74,7 +74,6 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
               target_options: dict | None = None, dest_options: dict | None = None) -> dict:
     from connectors import check_metric, open_store
     from translators import MIN_UNSUPERVISED
-    from translators.alignability import probe
 
     if normalize_uri(source_uri) == normalize_uri(dest_uri):
         raise UsageError("The source and the destination are the same store.",
@@ -103,7 +102,7 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
                                 "add more new-model vectors to the target, or pass --pairs FILE.")
         method, reason = choose_method(n_pairs)
         # Before train spends minutes: can this pair be aligned without pairs at all? (label-free, ~1 s)
-        alignability = probe(s_sample.vectors, t_sample.vectors, seed=seed)
+        alignability = _alignability(s_sample, target, seed)
 
         # Destination: compatible? holding data we did not write?
         out_metric = check_metric(metric or src["metric"])
@@ -164,6 +163,16 @@ def make_plan(source_uri: str, target_uri: str, dest_uri: str, *, pairs_path: st
         source.close()
         target.close()
         dest.close()
+
+
+def _alignability(s_sample, target, seed: int) -> dict:
+    """translators.alignability's label-free probe on the source sample and as many target rows."""
+    from translators.alignability import probe
+
+    if target is None or not len(s_sample):
+        return {"alignable": True, "decided": False, "reason": "no target vectors to probe"}
+    t_rows = target.sample(min(len(s_sample), target.count()), seed=seed)
+    return probe(s_sample.vectors, t_rows.vectors, seed=seed)
 
 
 def write_plan(plan: dict, path: str | os.PathLike) -> Path:
