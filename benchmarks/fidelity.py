@@ -9,7 +9,9 @@ Models covering only a prefix of the rows (mpnet < 20,000, l3 < 30,000) restrict
 
 Methods: auto (default, seeds F..F+S-1 with --first-seed F --seeds S), auto+kN (auto with N known pairs),
 procrustes, ridge (10k pairs or fewer where coverage is smaller: the `pairs` column says), procrustes+kN /
-ridge+kN (N pairs), identity (same dim), random, vec2vec (other module, when installed). `--rows N` subsamples
+ridge+kN (N pairs), identity (same dim), random, vec2vec (other module, when installed), mini-vec2vec (seeded
+like auto). `--few-pairs 0,10,30,100,300` adds auto with those numbers of known pairs, Procrustes on 10k pairs,
+and a table of top-1 by pairs. `--rows N` subsamples
 each half (seeded). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
 Every run is a forked child so wall time and peak RSS are its own; `--workers N` runs N at once and
 `--device cuda` puts auto's transport kernels (and vec2vec) on a GPU (see benchmarks/gpu_fidelity.sh).
