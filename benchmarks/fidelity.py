@@ -9,7 +9,9 @@ Models covering only a prefix of the rows (mpnet < 20,000, l3 < 30,000) restrict
 
 Methods: auto (default, seeds F..F+S-1 with --first-seed F --seeds S), auto+kN (auto with N known pairs),
 procrustes, ridge (10k pairs or fewer where coverage is smaller: the `pairs` column says), procrustes+kN /
-ridge+kN (N pairs), identity (same dim), random, vec2vec (other module, when installed). `--rows N` subsamples
+ridge+kN (N pairs), identity (same dim), random, vec2vec (other module, when installed), mini-vec2vec (seeded
+like auto). `--few-pairs 0,10,30,100,300` adds auto with those numbers of known pairs, Procrustes on 10k pairs,
+and a table of top-1 by pairs. `--rows N` subsamples
 each half (seeded). `--resplit SEED` adds 'auto' runs on another seed's split of A ∪ B.
 Every run is a forked child so wall time and peak RSS are its own; `--workers N` runs N at once and
 `--device cuda` puts auto's transport kernels (and vec2vec) on a GPU (see benchmarks/gpu_fidelity.sh).
@@ -40,6 +42,7 @@ DEFAULT_PAIRS = ["minilm:e5", "e5:minilm", "minilm:mpnet", "mpnet:minilm", "e5:m
                  "l3:minilm", "minilm:l3"]
 DEFAULT_METHODS = ["auto", "auto+k10", "auto+k100", "auto+k1000", "procrustes", "ridge", "identity", "random",
                    "vec2vec"]
+UNSUPERVISED = ("auto", "vec2vec", "mini-vec2vec")  # methods that take --options and --device
 HEALTH_KEYS = ["mnn_share", "mnn_mean_cosine", "nn_mean_cosine", "neighbour_consistency"]
 SUPERVISED_PAIRS = 10_000
 # issue 3's goals for the default method against supervised Procrustes (see goals_table)
@@ -80,8 +83,8 @@ def run_one(job: dict) -> dict:
     if base == "identity" and x.shape[1] != y.shape[1]:
         return {}
     started = time.perf_counter()
-    options = json.loads(job.get("options") or "{}") if base in ("auto", "vec2vec") else {}
-    device = job.get("device", "cpu") if base in ("auto", "vec2vec") else "cpu"
+    options = json.loads(job.get("options") or "{}") if base in UNSUPERVISED else {}
+    device = job.get("device", "cpu") if base in UNSUPERVISED else "cpu"
     t = fit(x, y, method=base, pairs=pairs, seed=seed, device=device, **options)
     wall = time.perf_counter() - started
     xt, yt = shared_data.embeddings(src, test), shared_data.embeddings(tgt, test)
@@ -121,6 +124,9 @@ def main(argv=None):
     ap.add_argument("--resplit", type=int, default=1, help="also run 'auto' on this seed's re-split (-1: skip)")
     ap.add_argument("--options", default="", help="JSON options passed to auto/vec2vec, e.g. '{\"restarts\": 4}'")
     ap.add_argument("--rows", type=int, default=0, help="use a seeded subsample of this many rows of each half")
+    ap.add_argument("--few-pairs", default="",
+                    help="the few-pairs sweep: add 'auto' with these numbers of known pairs (e.g. 0,10,30,100,300; "
+                         "0 is plain auto) and 'procrustes' on 10k pairs, and print the sweep table")
     ap.add_argument("--json", help="write every run's figures here (rewritten after each run)")
     ap.add_argument("--device", default="cpu", help="device for auto / vec2vec (cpu, cuda); others run on CPU")
     ap.add_argument("--from-json", help="print the tables of runs saved by --json (FILE[,FILE...]) instead of running")
@@ -133,6 +139,8 @@ def main(argv=None):
     if shared_data.data_root() is None:
         sys.exit("shared reference data not found: set V2V_SHARED_DATA")
     methods = [m for m in args.methods.split(",") if m]
+    for k in (int(v) for v in args.few_pairs.split(",") if v):
+        methods += [m for m in ("auto" if k == 0 else f"auto+k{k}", "procrustes") if m not in methods]
     if "vec2vec" in methods:
         try:
             import translators.vec2vec  # noqa: F401
@@ -142,7 +150,8 @@ def main(argv=None):
     for pair in args.pairs.split(","):
         src, tgt = pair.split(":")
         for method in methods:
-            seeds = range(args.first_seed, args.first_seed + args.seeds) if method == "auto" else [0]
+            seeded = method.split("+")[0] in ("auto", "mini-vec2vec")
+            seeds = range(args.first_seed, args.first_seed + args.seeds) if seeded else [0]
             jobs += [{"src": src, "tgt": tgt, "method": method, "seed": s, "split": "A|B", "options": args.options,
                       "device": args.device, "rows": args.rows} for s in seeds]
         if "auto" in methods and args.resplit >= 0:
@@ -191,13 +200,47 @@ def print_tables(results: list[dict], load: bool = True) -> None:
               f"{r['mean_rank']:.1f} | {r.get('retention10', float('nan')):.3f} | {r['wall_s']:.1f} | "
               f"{r['peak_rss_mb']:.0f} | {r['h_mnn_share']:.3f} | "
               f"{r['h_mnn_mean_cosine']:.3f} | {r['h_neighbour_consistency']:.3f} |")
-    for line in goals_table(results):
+    for line in goals_table(results) + few_pairs_table(results):
         print(line)
     top = [r["top1"] for r in results]
     print("\nSpearman(health, true top-1) over %d runs: " % len(results)
           + ", ".join(f"{k} {spearman([r['h_' + k] for r in results], top):+.2f}" for k in HEALTH_KEYS))
     if load:
         print(f"load average (1, 5, 15 min) at end: {os.getloadavg()}; cores: {os.cpu_count()}")
+
+
+def few_pairs_table(results: list[dict]) -> list[str]:
+    """Top-1 of 'auto' by number of known pairs (0 = no pairs; min-max over seeds and splits), per pair and
+    options, as a share of supervised Procrustes on 10k pairs (issue 17's goal: >= 93% with 10 pairs)."""
+    cells, supervised = {}, {}
+    for r in results:
+        base, _, k = r["method"].partition("+k")
+        if r["method"] == "procrustes":
+            supervised[(r["src"], r["tgt"], r.get("rows") or 0)] = r["top1"]
+        elif base == "auto" and (not k or k.isdigit()):
+            key = (r["src"], r["tgt"], r.get("options") or "", r.get("rows") or 0)
+            cells.setdefault(key, {}).setdefault(int(k or 0), []).append(r["top1"])
+    counts = sorted({k for c in cells.values() for k in c})
+    if len(counts) < 2:
+        return []
+    lines = ["", "Few pairs: auto's top-1 by known pairs (min-max over runs), and the worst run as a share of "
+             "Procrustes on 10k pairs",
+             "| source → target | options | " + " | ".join(f"{k} pairs" for k in counts) + " | Procrustes 10k |",
+             "|---|---|" + "---|" * (len(counts) + 1)]
+    for (src, tgt, options, rows), by_k in sorted(cells.items()):
+        sup = supervised.get((src, tgt, rows))
+        row = []
+        for k in counts:
+            v = by_k.get(k)
+            if not v:
+                row.append("–")
+                continue
+            span = f"{min(v):.4f}" if len(v) == 1 else f"{min(v):.4f}–{max(v):.4f}"
+            row.append(span + (f" ({min(v) / sup:.0%})" if sup else ""))
+        label = " ".join(filter(None, [options, f"--rows {rows}" if rows else ""])) or "–"
+        lines.append(f"| {src} → {tgt} | {label} | " + " | ".join(row) + f" | {sup:.4f} |" if sup else
+                     f"| {src} → {tgt} | {label} | " + " | ".join(row) + " | – |")
+    return lines
 
 
 def goals_table(results: list[dict]) -> list[str]:

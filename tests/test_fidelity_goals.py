@@ -63,3 +63,13 @@ def test_subsampled_runs_are_judged_against_their_own_procrustes():
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
     assert cells[0][1] == "–" and cells[0][5] == "99.0% yes"
     assert cells[1][1] == "--rows 5900" and cells[1][4] == "0.9000" and cells[1][5] == "55.6% **no**"
+
+
+def test_few_pairs_table_shows_each_count_and_the_worst_share_of_procrustes():
+    results = [_run("procrustes", 0.8, 0.7), _run("auto", 0.001, 0.5), _run("auto+k10", 0.4, 0.6),
+               _run("auto+k10", 0.6, 0.6), _run("auto+k100", 0.72, 0.6), _run("ridge+k100", 0.7, 0.6)]
+    lines = fidelity.few_pairs_table(results)
+    assert "| source → target | options | 0 pairs | 10 pairs | 100 pairs | Procrustes 10k |" in lines
+    cells = _row(lines, "a → b")
+    assert cells[2:] == ["0.0010 (0%)", "0.4000–0.6000 (50%)", "0.7200 (90%)", "0.8000"]
+    assert fidelity.few_pairs_table([_run("procrustes", 0.8, 0.7), _run("auto", 0.5, 0.5)]) == []

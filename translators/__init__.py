@@ -15,7 +15,7 @@ import numpy as np
 from translators.errors import TrainingError, TranslatorError, TranslatorUsageError
 from translators.metrics import mean_cosine, mean_rank, neighbour_recall, paired_metrics, recall_at_k, top1
 
-METHODS: tuple[str, ...] = ("auto", "procrustes", "ridge", "vec2vec", "identity", "random")
+METHODS: tuple[str, ...] = ("auto", "procrustes", "ridge", "vec2vec", "mini-vec2vec", "identity", "random")
 # 'auto' clusters each side and refines on mutual nearest neighbours: below this many vectors per side
 # the clusters (and so the matching) are too noisy to trust.
 MIN_UNSUPERVISED = 256
@@ -41,7 +41,7 @@ def fit(source: np.ndarray, target: np.ndarray, *, method: str = "auto", pairs=N
     need_pairs = {"procrustes": MIN_SUPERVISED_PAIRS, "ridge": MIN_SUPERVISED_PAIRS}.get(method, 0)
     pairs = linear.check_pairs(pairs, source.shape[1], target.shape[1], minimum=need_pairs)
 
-    if method in ("auto", "vec2vec"):
+    if method in ("auto", "vec2vec", "mini-vec2vec"):
         for side, arr in (("source", source), ("target", target)):
             if len(arr) < MIN_UNSUPERVISED:
                 raise TrainingError(f"{method!r} got {len(arr)} {side} vectors; it needs at least "
@@ -51,6 +51,10 @@ def fit(source: np.ndarray, target: np.ndarray, *, method: str = "auto", pairs=N
         from translators.unsupervised import fit_auto
 
         return fit_auto(source, target, pairs=pairs, seed=seed, device=device, progress=progress, **options)
+    if method == "mini-vec2vec":
+        from translators.minivec2vec import fit_minivec2vec
+
+        return fit_minivec2vec(source, target, pairs=pairs, seed=seed, device=device, progress=progress, **options)
     if method == "vec2vec":
         from translators.vec2vec import fit_vec2vec
 

@@ -140,6 +140,8 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
                                 f"least {MIN_UNSUPERVISED} new-model vectors (a few thousand are better).",
                                 "pass --encoder SPEC (source texts embedded by the new model) or --pairs FILE.")
         method, reason = choose_method(n_pairs)
+        # Before train spends minutes: can this pair be aligned without pairs at all? (label-free, ~1 s)
+        alignability = _alignability(s_sample, target, seed)
 
         # Destination: compatible? holding data we did not write?
         out_metric = check_metric(metric or src["metric"])
@@ -190,6 +192,7 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
             "source": src, "target": tgt or {}, "dest": d,
             "train": {"method": method, "method_reason": reason, "pairs_from": pairs_from, "pairs": int(n_pairs),
                       "id_overlap_in_probe": int(overlap), "sample_size": size, "seed": int(seed),
+                      "alignability": alignability,
                       "translator_dir": str(Path(translator_dir or "translator").resolve())},
             "apply": {"batch_size": int(batch_size), "metric": out_metric,
                       **({"drop_vectors": sorted(drop_vectors)} if drop_vectors else {})},
@@ -211,6 +214,16 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
         if target is not None:
             target.close()
         dest.close()
+
+
+def _alignability(s_sample, target, seed: int) -> dict:
+    """translators.alignability's label-free probe on the source sample and as many target rows."""
+    from translators.alignability import probe
+
+    if target is None or not len(s_sample):
+        return {"alignable": True, "decided": False, "reason": "no target vectors to probe"}
+    t_rows = target.sample(min(len(s_sample), target.count()), seed=seed)
+    return probe(s_sample.vectors, t_rows.vectors, seed=seed)
 
 
 def write_plan(plan: dict, path: str | os.PathLike) -> Path:
@@ -297,5 +310,14 @@ def summary_text(plan: dict) -> str:
         f"{e['translate_rate_linear']:,.0f} rows/s translate (plus write time); "
         f"dest disk ~{_size(e['dest_disk_bytes'])}; apply memory ~{_size(e['apply_memory_bytes'])}, "
         f"train memory ~{_size(e['train_memory_bytes'])}",
+        *_alignability_warning(tr),
         "next    v2v-migrate train --plan PLAN && v2v-migrate apply --plan PLAN",
     ])
+
+
+def _alignability_warning(train: dict) -> list[str]:
+    probe = train.get("alignability") or {}
+    if probe.get("alignable", True) or train["method"] == "ridge":
+        return []
+    return [f"warning this pair needs pairs: pass --encoder or --pairs ({probe['reason']}; "
+            f"{train['pairs']:,} pairs found)"]
