@@ -380,5 +380,6 @@ class MilvusStore(MilvusBase):
         fields = PAYLOAD_FIELDS_FOR_ID if s["pk_str"] and s["dynamic"] else []
         hits = self._call("search", lambda c: c.search(self.collection, data=q.tolist(), limit=int(k),
                                                        anns_field=s["vector"], output_fields=fields))
-        ids = [[restore_id(h["id"], dict(h.get("entity") or {}))[0] for h in row] for row in hits]
+        # a hit names its key by the collection's primary-key field (`id` only when the key is called so)
+        ids = [[restore_id(h[s["pk"]], dict(h.get("entity") or {}))[0] for h in row] for row in hits]
         return ids, [[float(h["distance"]) for h in row] for row in hits]
