@@ -184,6 +184,9 @@ def apply(plan: Optional[Path] = PlanOpt,
           ids: Optional[Path] = typer.Option(None, help="Only the ids listed in this file, one per line."),
           drop_vector: Optional[List[str]] = DropOpt,
           max_rate: Optional[float] = typer.Option(None, help="Write at most this many vectors per second."),
+          encoder: Optional[str] = typer.Option(None, "--encoder", help="Embed rows that have text with this new-"
+                                                "model encoder instead of translating them (marked embedded)."),
+          text_field: Optional[str] = FieldOpt, encoder_prefix: Optional[str] = PrefixOpt,
           source_option: Optional[List[str]] = SrcOpt, dest_option: Optional[List[str]] = DstOpt,
           as_json: bool = JsonOpt):
     """Translate every source vector (or a subset) into the destination: checkpointed, resumable, locked."""
@@ -209,6 +212,8 @@ def apply(plan: Optional[Path] = PlanOpt,
               f"({r['dest_dim']}-d, {r['dest_metric']}); translated a sample of {r['sample_translated']:,} "
               f"(read {r['read_rate']:,.0f}/s, translate {r['translate_rate']:,.0f}/s); nothing written")
         return
+    if engine == "ray" and encoder:
+        raise UsageError("apply --encoder runs with the local engine only.", "drop --engine ray, or --encoder.")
     if engine == "ray":
         from v2v_migrate.ray_apply import run_ray_apply
 
@@ -220,7 +225,7 @@ def apply(plan: Optional[Path] = PlanOpt,
 
         r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
                             commit_seconds=checkpoint_seconds, progress=_progress(as_json), max_rate=max_rate,
-                            **common)
+                            encoder=encoder, text_field=text_field, encoder_prefix=encoder_prefix or "", **common)
     else:
         raise UsageError(f"--engine must be local or ray, got {engine!r}.", "pass --engine local or --engine ray.")
     if r.get("already_complete"):
@@ -283,7 +288,10 @@ def report(plan: Optional[Path] = PlanOpt,
     decision = v.get("decision") if isinstance(v, dict) else v
     reasons = "; ".join(v.get("reasons") or []) if isinstance(v, dict) else ""
     html = (r.get("files") or {}).get("html") or (out / "report.html")
-    _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}\nreport:  {html}")
+    re = r.get("reembed") or {}
+    share = (f"\nre-embedded: {re['share']:.1%} of the sampled rows ({re['embedded']:,} of {re['present']:,})"
+             if re.get("embedded") else "")
+    _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}{share}\nreport:  {html}")
 
 
 def _load_npy(path: Path, flag: str):
@@ -362,6 +370,11 @@ def demo(out: Path = typer.Option(Path("demo-out"), help="Folder for the demo's 
     head = "encoder path" if r.get("encoder_path") else "unsupervised path (encoder path skipped)"
     _emit(r, as_json, f"demo done: verdict {str(r.get('verdict')).upper()} ({head}); unsupervised path "
           f"{str(u.get('verdict')).upper()}; see {r.get('report_html') or out}")
+
+
+from v2v_migrate.cli_reembed import reembed  # noqa: E402  (its own module; registered here)
+
+app.command()(reembed)
 
 
 def main(argv: list[str] | None = None) -> int:
