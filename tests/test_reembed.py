@@ -126,13 +126,14 @@ def _args(world, dest: str, state: Path, *extra: str) -> list[str]:
 def test_interrupted_then_resumed_from_another_folder_embeds_each_text_row_once(world, tmp_path, kind, sig):
     dest, state, log = _applied(world, DESTS[kind](tmp_path), tmp_path / "state"), tmp_path / "state", tmp_path / "log"
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    proc = start_cli(_args(world, dest, state, "--max-rate", "300"), tmp_path / "a", **_env(log))  # ~4 s run
-    _wait_for_embedded(state, dest, 300, proc)
+    # ~11 s at 100 rows/s: commits (spaced so that flushes take <= 5% of the run) happen mid-run
+    proc = start_cli(_args(world, dest, state, "--max-rate", "100"), tmp_path / "a", **_env(log))
+    _wait_for_embedded(state, dest, 50, proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     committed = _record(state, dest)["pass_counts"]["embedded"]  # the last durable record
     first = _logged(log)
-    assert len(first) == len(set(first)) and 300 <= committed <= len(first) < len(world["text_ids"])
+    assert len(first) == len(set(first)) and 50 <= committed <= len(first) < len(world["text_ids"])
     if sig == signal.SIGINT:  # Ctrl-C: the batch in flight is finished and recorded, exit 130
         summary = json.loads(out)
         assert proc.returncode == 130 and "Traceback" not in err
@@ -149,7 +150,7 @@ def test_interrupted_then_resumed_from_another_folder_embeds_each_text_row_once(
     if sig == signal.SIGINT:
         assert not set(first) & set(second)
     assert final["pass_counts"]["no_text"] == N - len(world["text_ids"]) == 120
-    assert final["pass_counts"]["embedded"] == len(world["text_ids"]) + len(set(first) & set(second))
+    assert final["pass_counts"]["embedded"] == len(world["text_ids"])  # the record counts durable rows only
     assert_full_reembed(world["source"], dest, world["translator"], LOG_ENC)
 
 

@@ -285,6 +285,9 @@ class _Run:
             todo, counts = todo[:left], dict.fromkeys(COUNTS, 0)
         counts["read"] = len(b) if not partial else 0
         if todo:
+            self.limiter.wait(len(todo))  # before encoding: a Ctrl-C while throttled wastes no encoder call
+            if self.stop.is_set():
+                return None, False
             y = self.enc.encode([texts[i] for i, _ in todo], expected_dim=self.dest.dim)
             extra = {}
             others = have.extra.get(EXTRA_VECTORS)
@@ -293,10 +296,7 @@ class _Run:
             if b.extra.get(PARTITION) is not None:
                 extra[PARTITION] = b.extra[PARTITION]
             out = Batch([b.ids[i] for i, _ in todo], y, [marked(pays[j], self.identity) for _, j in todo], None, extra)
-            self.limiter.wait(len(out))
-            if self.stop.is_set():
-                return None, False
-            self.dest.upsert(out)
+            self.dest.upsert(out)  # even after a Ctrl-C during encoding: the rows are then recorded
             counts["embedded"] = len(todo)
         return counts, partial
 
