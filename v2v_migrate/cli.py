@@ -9,7 +9,6 @@ masked (set V2V_DEBUG=1 to see tracebacks of unexpected errors).
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,6 +16,7 @@ from typing import List, Optional
 import typer
 
 from connectors.errors import InvalidVectorsError, StoreNotFoundError, UnreadableStoreError
+from v2v_migrate.cli_common import _emit, _encoder_args, _load_plan, _need, _options, _progress
 from v2v_migrate.errors import EXIT_INTERRUPTED, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -34,49 +34,8 @@ FieldOpt = typer.Option(None, "--text-field", help="Payload field holding the so
 PrefixOpt = typer.Option(None, "--encoder-prefix", help="Text put before every text, e.g. 'passage: ' for e5.")
 
 
-def _encoder_args(plan: dict | None, encoder, text_field, prefix) -> dict:
-    """--encoder, --text-field, --encoder-prefix, falling back to the plan's [train] values."""
-    from v2v_migrate.plan import plan_get
-
-    return {"encoder": encoder or plan_get(plan, "train", "encoder"),
-            "text_field": text_field or plan_get(plan, "train", "text_field"),
-            "encoder_prefix": prefix if prefix is not None else plan_get(plan, "train", "encoder_prefix", "")}
 DropOpt = typer.Option(None, "--drop-vector", help="A further source vector NOT to copy (repeatable); vectors a "
                                                    "destination cannot hold must be named here.")
-
-
-def _emit(result: dict, as_json: bool, text: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-    else:
-        typer.echo(text)
-
-
-def _progress(as_json: bool) -> bool:
-    return not as_json and sys.stderr.isatty()
-
-
-def _options(plan: dict | None, role: str, given: list[str] | None) -> dict:
-    from v2v_migrate.plan import plan_get
-    from v2v_migrate.stores import parse_options
-
-    merged = dict(plan_get(plan, "options", role, {}) or {})
-    merged.update(parse_options(given, f"--{role}-option"))
-    return merged
-
-
-def _need(value, flag: str, command: str):
-    if value in (None, ""):
-        raise UsageError(f"{command} needs {flag}.", f"pass {flag} or --plan plan.toml.")
-    return value
-
-
-def _load_plan(path: Optional[Path]) -> dict | None:
-    if path is None:
-        return None
-    from v2v_migrate.plan import read_plan
-
-    return read_plan(path)
 
 
 @app.command()
@@ -234,6 +193,8 @@ def apply(plan: Optional[Path] = PlanOpt,
         state = "interrupted (resume by running the same command)" if r["interrupted"] else "done"
         text = (f"{state}: read {r['rows_read']:,}, wrote {r['rows_written']:,}, skipped {r['rows_skipped']:,} "
                 f"in {r['seconds']:.1f}s ({r['rate']:,.0f} rows/s); destination holds {r['dest_count']:,}")
+        if r.get("rows_embedded"):
+            text += f"\n{r['rows_embedded']:,} rows with text were embedded by the encoder instead (marked)"
         if r.get("ids_missing"):
             text += f"\n{r['ids_missing']:,} listed ids are not in the source"
         if r.get("schema_carried") or r.get("schema_not_carried"):

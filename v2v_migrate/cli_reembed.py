@@ -18,7 +18,7 @@ def reembed(plan: Optional[Path] = typer.Option(None, "--plan", help="plan.toml 
                                                   "sentence-transformers:NAME_OR_DIR | openai:BASE_URL#MODEL | "
                                                   "python:MODULE:FUNCTION."),
             text_field: Optional[str] = typer.Option(None, "--text-field", help="Payload field holding the source "
-                                                     "text [detected]."),
+                                                     "text (detected when not given)."),
             encoder_prefix: Optional[str] = typer.Option(None, "--encoder-prefix", help="Text put before every "
                                                          "text, e.g. 'passage: ' for e5."),
             batch_size: int = typer.Option(256, help="Rows per batch."),
@@ -37,7 +37,7 @@ def reembed(plan: Optional[Path] = typer.Option(None, "--plan", help="plan.toml 
                                                             "destination, KEY=VALUE (repeatable)."),
             as_json: bool = typer.Option(False, "--json", help="Print a machine-readable JSON summary on stdout.")):
     """Replace translated vectors with the new model's own, a slice per run (resumable, --max-rows/--max-seconds)."""
-    from v2v_migrate.cli import _emit, _encoder_args, _load_plan, _need, _options, _progress
+    from v2v_migrate.cli_common import _emit, _encoder_args, _load_plan, _need, _options, _progress
     from v2v_migrate.plan import plan_get
     from v2v_migrate.reembed import reembed as run
 

@@ -34,13 +34,6 @@ def marked(payload, identity: str) -> dict:
     return {**(payload or {}), MARKER: identity}
 
 
-def unmarked(payload) -> dict | None:
-    """The payload without the mark (what the source holds)."""
-    if not isinstance(payload, dict):
-        return payload
-    return {k: v for k, v in payload.items() if k != MARKER}
-
-
 def embed_where_text(batch: Batch, translated: np.ndarray, encoder, field: str, identity: str,
                      dim: int) -> tuple[Batch, int]:
     """`apply --encoder`: rows with text get the encoder's vector and the mark, the others keep their
