@@ -247,11 +247,11 @@ def test_plan_train_apply_report_reembed_slices_report_ends_equal_to_a_full_reem
     assert cli("apply", "--plan", plan, "--state-dir", state, "--json")["dest_count"] == N
     report = ["report", "--plan", plan, "--dest", dest, "--held-out", "100", "--sample-size", str(N), "--json"]
     before = cli(*report, "--out", str(tmp_path / "R0"))
-    assert before["reembed"]["embedded"] == 0 and before["reembed"]["present"] == N
+    assert before["reembedded"]["embedded"] == 0 and before["reembedded"]["present"] == N
     nightly = ["reembed", "--plan", plan, "--state-dir", state, "--max-rows", "400", "--json"]
     assert [cli(*nightly)["stopped_by"] for _ in range(3)] == ["max_rows", "max_rows", "done"]
     after = cli(*report, "--out", str(tmp_path / "R1"))
-    assert after["reembed"]["embedded"] == len(world["text_ids"]) and after["reembed"]["share"] == 0.9
+    assert after["reembedded"]["embedded"] == len(world["text_ids"]) and after["reembedded"]["share"] == 0.9
     rows = after["integrity"]["rows"]  # the translated rows still match the translator; embedded ones are not
     assert rows["embedded_not_compared"] == len(world["text_ids"]) and rows["vector_mismatches"] == 0
     assert rows["payload_mismatches"] == 0

@@ -249,9 +249,9 @@ def report(plan: Optional[Path] = PlanOpt,
     decision = v.get("decision") if isinstance(v, dict) else v
     reasons = "; ".join(v.get("reasons") or []) if isinstance(v, dict) else ""
     html = (r.get("files") or {}).get("html") or (out / "report.html")
-    re = r.get("reembed") or {}
-    share = (f"\nre-embedded: {re['share']:.1%} of the sampled rows ({re['embedded']:,} of {re['present']:,})"
-             if re.get("embedded") else "")
+    done = r.get("reembedded") or {}
+    share = (f"\nre-embedded: {done['share']:.1%} of the sampled rows ({done['embedded']:,} of {done['present']:,})"
+             if done.get("embedded") else "")
     _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}{share}\nreport:  {html}")
 
 

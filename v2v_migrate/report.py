@@ -151,9 +151,9 @@ def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pai
                                          else "translated sample rows")
         from v2v_migrate.report_reembed import reembed_share
 
-        report["reembed"] = reembed_share(dest, sample.ids)
+        report["reembedded"] = reembed_share(dest, sample.ids)
     else:
-        report["integrity"] = report["ann"] = report["reembed"] = None
+        report["integrity"] = report["ann"] = report["reembedded"] = None
     report["thresholds"] = th
     report["verdict"] = verdict(report, th)
     return write_report(report, out_dir, json_only=json_only)
