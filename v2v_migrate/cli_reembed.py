@@ -48,7 +48,7 @@ def reembed(plan: Optional[Path] = typer.Option(None, "--plan", help="plan.toml 
             _need(enc["encoder"], "--encoder", "reembed"), text_field=enc["text_field"],
             encoder_prefix=enc["encoder_prefix"] or "", batch_size=batch_size, max_rows=max_rows,
             max_seconds=max_seconds, max_rate=max_rate, order_file=order,
-            state_dir=state_dir or plan_get(p, "apply", "state_dir"), restart=not resume,
+            state_dir=state_dir, restart=not resume,
             commit_seconds=checkpoint_seconds, source_options=_options(p, "source", source_option),
             dest_options=_options(p, "dest", dest_option), progress=_progress(as_json))
     _emit(r, as_json, summary_text(r))
