@@ -89,7 +89,7 @@ def _reader(source, batch_size: int, cursor: Any, out: queue.Queue, stop: thread
 
 
 def _translator_stage(translator, source_dim: int, target_dim: int, hash_path: Path | None,
-                      inp: queue.Queue, out: queue.Queue, abort: threading.Event) -> None:
+                      inp: queue.Queue, out: queue.Queue, abort: threading.Event, embed=None) -> None:
     hashes_db = None
     try:
         if hash_path is not None:
@@ -103,7 +103,7 @@ def _translator_stage(translator, source_dim: int, target_dim: int, hash_path: P
             if item is _DONE or isinstance(item, _Failure):
                 _put(out, item, abort)
                 return
-            _put(out, _translate_batch(item, translator, source_dim, target_dim, hashes_db), abort)
+            _put(out, _translate_batch(item, translator, source_dim, target_dim, hashes_db, embed), abort)
     except BaseException as e:
         _put(out, _Failure(e), abort)
     finally:
@@ -111,8 +111,9 @@ def _translator_stage(translator, source_dim: int, target_dim: int, hash_path: P
             hashes_db.close()
 
 
-def _translate_batch(b: Batch, translator, source_dim: int, target_dim: int, hashes_db) -> dict:
-    """-> {'n_read', 'batch' (rows to write, translated), 'keys'/'hashes' (incremental), 'cursor'}."""
+def _translate_batch(b: Batch, translator, source_dim: int, target_dim: int, hashes_db, embed=None) -> dict:
+    """-> {'n_read', 'batch' (rows to write, translated), 'keys'/'hashes' (incremental), 'cursor', 'embedded'}.
+    `embed` (apply --encoder): (encoder, text field, model identity); rows with text are embedded instead."""
     vectors = validate_vectors(b.vectors, source_dim, where="source vectors")
     keys = hashes = None
     if hashes_db is not None:
@@ -127,8 +128,13 @@ def _translate_batch(b: Batch, translator, source_dim: int, target_dim: int, has
     out_vecs = np.zeros((0, target_dim), np.float32)
     if len(b):
         out_vecs = validate_vectors(translator(vectors), target_dim, where="translated vectors")
-    return {"n_read": len(keys) if keys is not None else len(b), "batch": b.with_vectors(out_vecs),
-            "keys": keys, "hashes": hashes, "cursor": b.cursor}
+    out, embedded = b.with_vectors(out_vecs), 0
+    if embed is not None and len(b):
+        from v2v_migrate.provenance import embed_where_text
+
+        out, embedded = embed_where_text(b, out_vecs, *embed, target_dim)
+    return {"n_read": len(keys) if keys is not None else len(b), "batch": out,
+            "keys": keys, "hashes": hashes, "cursor": b.cursor, "embedded": embedded}
 
 
 class _Signals:
@@ -159,9 +165,13 @@ def apply_migration(translator_dir: str | os.PathLike | None, source_uri: str, d
                     delete_missing: bool = False, state_dir: str | os.PathLike | None = None,
                     commit_seconds: float = MIN_COMMIT_SECONDS, queue_depth: int = 4, progress: bool = False,
                     source_options: dict | None = None, dest_options: dict | None = None,
-                    selection: Selection | None = None, max_rate: float | None = None) -> dict:
+                    selection: Selection | None = None, max_rate: float | None = None, encoder: Any = None,
+                    text_field: str | None = None, encoder_prefix: str = "") -> dict:
     """Copy every source row (or the selection's), translated, into the destination, at most `max_rate`
-    vectors/s. Returns a summary dict (see the CLI's --json)."""
+    vectors/s. Returns a summary dict (see the CLI's --json). With `encoder` (a spec or an Encoder), rows
+    that have text are embedded by the new model instead, and marked so (v2v_migrate.provenance)."""
+    from v2v_migrate.encoders import encoder_from
+
     if commit_seconds < 0:
         raise UsageError(f"--checkpoint-seconds must be >= 0, got {commit_seconds}.", "pass e.g. 2.")
     limiter = RateLimiter(max_rate)  # refuses a bad rate before anything is opened
@@ -169,8 +179,15 @@ def apply_migration(translator_dir: str | os.PathLike | None, source_uri: str, d
     with prepare_apply(translator_dir, source_uri, dest_uri, translator=translator, batch_size=batch_size,
                        device=device, metric=metric, allow_existing=allow_existing, restart=restart,
                        state_dir=state_dir, source_options=source_options, dest_options=dest_options,
-                       selection=selection) as job:
-        return _run(job, batch_size=batch_size, incremental=incremental, delete_missing=delete_missing,
+                       selection=selection) as job, encoder_from(encoder, encoder_prefix) as enc:
+        embed = None
+        if enc is not None:
+            from v2v_migrate.encoders import detect_text_field
+            from v2v_migrate.provenance import model_identity
+
+            sample = job.source.sample(min(500, job.source.count()), seed=0)
+            embed = (enc, detect_text_field(sample.payloads, text_field), model_identity(enc))
+        return _run(job, embed=embed, batch_size=batch_size, incremental=incremental, delete_missing=delete_missing,
                     commit_seconds=commit_seconds, queue_depth=queue_depth, progress=progress, t_start=t_start,
                     limiter=limiter)
 
@@ -188,7 +205,7 @@ def selection_summary(job: ApplyJob, limiter: RateLimiter) -> dict:
     return out
 
 
-def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_seconds, queue_depth, progress,
+def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, commit_seconds, queue_depth, progress,
          t_start, limiter: RateLimiter) -> dict:
     source, dest, translator, fingerprint, state, cp = (job.source, job.dest, job.translator, job.fingerprint,
                                                          job.state, job.checkpoint)
@@ -208,7 +225,8 @@ def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_secon
     summary = {"source": cp.source_uri, "dest": cp.dest_uri, "translator_fingerprint": fingerprint,
                "state_dir": str(state), "created_dest": job.created_dest, "resumed": resumed,
                "resumed_after_rows": cp.rows_read if resumed else 0, "incremental": incremental,
-               "rows_read": 0, "rows_written": 0, "rows_skipped": 0, "interrupted": False}
+               "rows_read": 0, "rows_written": 0, "rows_skipped": 0, "interrupted": False,
+               "rows_embedded": 0}
     if cp.completed:  # plain re-run of a finished migration: nothing to do
         summary.update(completed=True, already_complete=True, dest_count=dest.count(),
                        seconds=round(time.monotonic() - t_start, 3), rate=0.0)
@@ -236,7 +254,7 @@ def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_secon
                          name="v2v-read", daemon=True),
         threading.Thread(target=_translator_stage,
                          args=(translator, translator.source_dim, translator.target_dim,
-                               state / "hashes.sqlite" if incremental else None, q_read, q_done, abort),
+                               state / "hashes.sqlite" if incremental else None, q_read, q_done, abort, embed),
                          name="v2v-translate", daemon=True),
     ]
     sleep_per_batch = float(os.environ.get(SLEEP_ENV) or 0)
@@ -292,6 +310,7 @@ def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_secon
                 summary["rows_read"] += n_read
                 summary["rows_written"] += len(b)
                 summary["rows_skipped"] += n_read - len(b)
+                summary["rows_embedded"] += item["embedded"]
                 bar.update(n_read)
                 if sleep_per_batch:
                     time.sleep(sleep_per_batch)

@@ -9,7 +9,6 @@ masked (set V2V_DEBUG=1 to see tracebacks of unexpected errors).
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,6 +16,7 @@ from typing import List, Optional
 import typer
 
 from connectors.errors import InvalidVectorsError, StoreNotFoundError, UnreadableStoreError
+from v2v_migrate.cli_common import _emit, _encoder_args, _load_plan, _need, _options, _progress
 from v2v_migrate.errors import EXIT_INTERRUPTED, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -34,49 +34,8 @@ FieldOpt = typer.Option(None, "--text-field", help="Payload field holding the so
 PrefixOpt = typer.Option(None, "--encoder-prefix", help="Text put before every text, e.g. 'passage: ' for e5.")
 
 
-def _encoder_args(plan: dict | None, encoder, text_field, prefix) -> dict:
-    """--encoder, --text-field, --encoder-prefix, falling back to the plan's [train] values."""
-    from v2v_migrate.plan import plan_get
-
-    return {"encoder": encoder or plan_get(plan, "train", "encoder"),
-            "text_field": text_field or plan_get(plan, "train", "text_field"),
-            "encoder_prefix": prefix if prefix is not None else plan_get(plan, "train", "encoder_prefix", "")}
 DropOpt = typer.Option(None, "--drop-vector", help="A further source vector NOT to copy (repeatable); vectors a "
                                                    "destination cannot hold must be named here.")
-
-
-def _emit(result: dict, as_json: bool, text: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-    else:
-        typer.echo(text)
-
-
-def _progress(as_json: bool) -> bool:
-    return not as_json and sys.stderr.isatty()
-
-
-def _options(plan: dict | None, role: str, given: list[str] | None) -> dict:
-    from v2v_migrate.plan import plan_get
-    from v2v_migrate.stores import parse_options
-
-    merged = dict(plan_get(plan, "options", role, {}) or {})
-    merged.update(parse_options(given, f"--{role}-option"))
-    return merged
-
-
-def _need(value, flag: str, command: str):
-    if value in (None, ""):
-        raise UsageError(f"{command} needs {flag}.", f"pass {flag} or --plan plan.toml.")
-    return value
-
-
-def _load_plan(path: Optional[Path]) -> dict | None:
-    if path is None:
-        return None
-    from v2v_migrate.plan import read_plan
-
-    return read_plan(path)
 
 
 @app.command()
@@ -184,6 +143,9 @@ def apply(plan: Optional[Path] = PlanOpt,
           ids: Optional[Path] = typer.Option(None, help="Only the ids listed in this file, one per line."),
           drop_vector: Optional[List[str]] = DropOpt,
           max_rate: Optional[float] = typer.Option(None, help="Write at most this many vectors per second."),
+          encoder: Optional[str] = typer.Option(None, "--encoder", help="Embed rows that have text with this new-"
+                                                "model encoder instead of translating them (marked embedded)."),
+          text_field: Optional[str] = FieldOpt, encoder_prefix: Optional[str] = PrefixOpt,
           source_option: Optional[List[str]] = SrcOpt, dest_option: Optional[List[str]] = DstOpt,
           as_json: bool = JsonOpt):
     """Translate every source vector (or a subset) into the destination: checkpointed, resumable, locked."""
@@ -209,6 +171,8 @@ def apply(plan: Optional[Path] = PlanOpt,
               f"({r['dest_dim']}-d, {r['dest_metric']}); translated a sample of {r['sample_translated']:,} "
               f"(read {r['read_rate']:,.0f}/s, translate {r['translate_rate']:,.0f}/s); nothing written")
         return
+    if engine == "ray" and encoder:
+        raise UsageError("apply --encoder runs with the local engine only.", "drop --engine ray, or --encoder.")
     if engine == "ray":
         from v2v_migrate.ray_apply import run_ray_apply
 
@@ -220,7 +184,7 @@ def apply(plan: Optional[Path] = PlanOpt,
 
         r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
                             commit_seconds=checkpoint_seconds, progress=_progress(as_json), max_rate=max_rate,
-                            **common)
+                            encoder=encoder, text_field=text_field, encoder_prefix=encoder_prefix or "", **common)
     else:
         raise UsageError(f"--engine must be local or ray, got {engine!r}.", "pass --engine local or --engine ray.")
     if r.get("already_complete"):
@@ -229,6 +193,8 @@ def apply(plan: Optional[Path] = PlanOpt,
         state = "interrupted (resume by running the same command)" if r["interrupted"] else "done"
         text = (f"{state}: read {r['rows_read']:,}, wrote {r['rows_written']:,}, skipped {r['rows_skipped']:,} "
                 f"in {r['seconds']:.1f}s ({r['rate']:,.0f} rows/s); destination holds {r['dest_count']:,}")
+        if r.get("rows_embedded"):
+            text += f"\n{r['rows_embedded']:,} rows with text were embedded by the encoder instead (marked)"
         if r.get("ids_missing"):
             text += f"\n{r['ids_missing']:,} listed ids are not in the source"
         if r.get("schema_carried") or r.get("schema_not_carried"):
@@ -283,7 +249,10 @@ def report(plan: Optional[Path] = PlanOpt,
     decision = v.get("decision") if isinstance(v, dict) else v
     reasons = "; ".join(v.get("reasons") or []) if isinstance(v, dict) else ""
     html = (r.get("files") or {}).get("html") or (out / "report.html")
-    _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}\nreport:  {html}")
+    done = r.get("reembedded") or {}
+    share = (f"\nre-embedded: {done['share']:.1%} of the sampled rows ({done['embedded']:,} of {done['present']:,})"
+             if done.get("embedded") else "")
+    _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}{share}\nreport:  {html}")
 
 
 def _load_npy(path: Path, flag: str):
@@ -362,6 +331,11 @@ def demo(out: Path = typer.Option(Path("demo-out"), help="Folder for the demo's 
     head = "encoder path" if r.get("encoder_path") else "unsupervised path (encoder path skipped)"
     _emit(r, as_json, f"demo done: verdict {str(r.get('verdict')).upper()} ({head}); unsupervised path "
           f"{str(u.get('verdict')).upper()}; see {r.get('report_html') or out}")
+
+
+from v2v_migrate.cli_reembed import reembed  # noqa: E402  (its own module; registered here)
+
+app.command()(reembed)
 
 
 def main(argv: list[str] | None = None) -> int:

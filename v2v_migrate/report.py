@@ -149,8 +149,11 @@ def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pai
         report["ann"] = ri.ann_recall(dest, queries, k=10)
         report["ann"]["queries_from"] = ("held-out new-model vectors" if report["quality"]
                                          else "translated sample rows")
+        from v2v_migrate.report_reembed import reembed_share
+
+        report["reembedded"] = reembed_share(dest, sample.ids)
     else:
-        report["integrity"] = report["ann"] = None
+        report["integrity"] = report["ann"] = report["reembedded"] = None
     report["thresholds"] = th
     report["verdict"] = verdict(report, th)
     return write_report(report, out_dir, json_only=json_only)
