@@ -81,6 +81,9 @@ def test_no_secret_in_any_file_or_stream_of_an_embedded_workflow(tmp_path, full)
         if full:
             _check(run_cli(["apply", *plan, *src_opt, *dst_opt], work, **env), tokens)  # text: nothing to do
             _check(run_cli(["apply", *plan, *src_opt, *dst_opt, "--dry-run", "--json"], work, **env), tokens)
+            # destinations with sidecar files of their own (FAISS payloads and id map, Parquet meta, Edge shard)
+            for other in ("faiss:dst.faiss", "parquet:dst_parquet", "qdrant-edge:edge#docs"):
+                _check(run_cli(["apply", *plan, *src_opt, "--dest", other, *dst_opt, "--json"], work, **env), tokens)
         _check(run_cli(["report", *plan, *src_opt, "--dest", dest, *dst_opt, "--held-out", "100",
                         "--out", "report-after"], work, **env), tokens)
     assert state["auth_headers"] and all(h == f"Bearer {KEY}" for h in state["auth_headers"])
@@ -98,6 +101,8 @@ def test_no_secret_in_any_file_or_stream_of_an_embedded_workflow(tmp_path, full)
 
     written = {p.name for p in work.iterdir()}
     assert {"plan.toml", "translator", ".v2v-state", "report-after", "dst.db"} <= written
+    if full:
+        assert {"report-before", "dst.faiss", "dst_parquet", "edge"} <= written
     assert (tmp_path / "locks").is_dir()
     assert _leaks(tmp_path, tokens) == []
 
