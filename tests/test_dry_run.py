@@ -72,11 +72,14 @@ def test_dry_run_against_an_existing_destination_writes_nothing(world, tmp_path,
 
 
 def _snapshot(root) -> dict:
+    """{path: mtime} of every file under root but the Edge engine's own segments, WAL and config (the engine
+    rewrites them whenever a shard is opened, also to read)."""
     out = {}
     for d, _, fs in os.walk(root):
         for f in fs:
-            p = os.path.join(d, f)
-            out[os.path.relpath(p, root)] = os.stat(p).st_mtime_ns
+            p = os.path.relpath(os.path.join(d, f), root)
+            if not ({"segments", "wal", "edge_config.json"} & set(p.split(os.sep))):
+                out[p] = os.stat(os.path.join(root, p)).st_mtime_ns
     return out
 
 
@@ -88,13 +91,14 @@ def test_dry_run_after_a_completed_apply_says_nothing_to_do_and_touches_no_state
     done = run_cli(base, tmp_path, **env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["dest_count"] == 300
-    state_before = _snapshot(tmp_path / "state")
+    # the whole folder, not only --state-dir: wherever apply keeps its state, a dry run must not rewrite it
+    state_before = _snapshot(tmp_path)
     ids_before, vecs_before, _ = read_all(dest)
     res = run_cli(base + ["--dry-run"], tmp_path, **env)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["action"].startswith("nothing to do") and out["rows_to_write"] == 0 and out["dest_count"] == 300
-    assert _snapshot(tmp_path / "state") == state_before  # the checkpoint was read, not rewritten
+    assert _snapshot(tmp_path) == state_before  # the checkpoint was read, not rewritten; no file added
     ids_after, vecs_after, _ = read_all(dest)
     assert sorted(ids_after) == sorted(ids_before)
     np.testing.assert_array_equal(vecs_after[np.argsort(ids_after)], vecs_before[np.argsort(ids_before)])

@@ -100,7 +100,7 @@ def test_no_secret_in_any_file_or_stream_of_an_embedded_workflow(tmp_path, full)
                tokens, code=3)
 
     written = {p.name for p in work.iterdir()}
-    assert {"plan.toml", "translator", ".v2v-state", "report-after", "dst.db"} <= written
+    assert {"plan.toml", "translator", "report-after", "dst.db"} <= written
     if full:
         assert {"report-before", "dst.faiss", "dst_parquet", "edge"} <= written
     assert (tmp_path / "locks").is_dir()
@@ -160,6 +160,6 @@ def test_no_secret_in_any_file_or_stream_with_a_milvus_server(milvus_server_auth
         in_uri = f"milvus:http://env_user:{server_users['env_user']}@127.0.0.1:{milvus_server_auth.port}#secrets_uri"
         _check(run_cli(["apply", *base, "--dest", in_uri], work), tokens, code=2)
 
-    assert {p.name for p in work.iterdir()} >= {".v2v-state", "report-file", "locks"}
+    assert {p.name for p in work.iterdir()} >= {"report-file", "locks"}
     assert _leaks(work, tokens) == []
     assert json.loads((work / "report-file" / "report.json").read_text())["dest"]  # a report after apply
