@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import shared_data
-from _workflow_helpers import need_data, read_all, rows_of, run_cli, write_store
+from _workflow_helpers import need_data, read_all, run_cli, write_store
 
 DESTS = {
     "milvus-lite": lambda d: f"milvus:{d / 'dst.db'}#docs",
