@@ -207,6 +207,10 @@ def render_html(r: dict) -> str:
                      "<code>--pairs FILE</code> (Parquet, columns source/target), or a <code>--target</code> store "
                      "that shares ids with the source.</p>")
     parts.append(_plots(r))
+    if r.get("strategies"):
+        from v2v_migrate.strategies_report import html as strategies_html
+
+        parts.append(strategies_html(r["strategies"]))
     if q and q.get("examples"):
         parts.append("<h2>Example queries</h2><table><tr><th>query (new-model vector of)</th>"
                      "<th>top-3 among true new-model vectors</th><th>top-3 among translated vectors</th></tr>")
