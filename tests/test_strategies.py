@@ -160,3 +160,29 @@ def test_a_bridge_is_refused_where_the_translator_belongs_and_vice_versa(world, 
                  f"faiss:{root / 'never.faiss'}"])
     assert code == 2 and "query bridge" in capsys.readouterr().err
     assert not (root / "never.faiss").exists()
+
+
+def test_plan_train_bridge_report_then_plan_recommends_from_the_report(world, tmp_path, capsys):
+    """The plan names a bridge_dir; `train --plan --direction new-to-old` writes the bridge there; `report --plan`
+    finds it; `plan --report` takes the measured retention and projects the costs to the source's size."""
+    plan, dest = str(tmp_path / "plan.toml"), f"faiss:{tmp_path / 'new.faiss'}"
+    assert main(["plan", "--source", world["source"], "--encoder", ENC, "--dest", dest, "--out", plan]) == 0
+    capsys.readouterr()
+    for d in ("old-to-new", "new-to-old"):
+        assert main(["train", "--plan", plan, "--method", "ridge", "--encoded-pairs", "1500", "--direction", d]) == 0
+    assert json.loads((tmp_path / "bridge" / "config.json").read_text())["workflow"]["direction"] == "new-to-old"
+    capsys.readouterr()
+    assert main(["report", "--plan", plan, "--held-out", "300", "--out", str(tmp_path / "R"), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["strategies"]["figures"]
+    assert figures["bridge"]["measured"] and figures["bridge"]["retention"] > figures["status_quo"]["retention"]
+    assert main(["plan", "--source", world["source"], "--encoder", ENC, "--dest", dest, "--out", plan,
+                 "--report", str(tmp_path / "R" / "report.json"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)["strategy"]
+    assert s["retention"] == {k: figures[k]["retention"] for k in st.STRATEGIES}
+    assert s["costs"]["migrate"]["writes"] == s["costs"]["reembed"]["writes"] == 3000
+    assert s["rates"]["encode"] > 0 and s["rates"]["write"] > 0
+    # 3,000 rows with the (fast) lookup encoder: a full re-embed takes seconds, so it is the choice
+    assert s["recommendation"]["strategy"] == "reembed"
+    code = main(["plan", "--source", world["source"], "--encoder", ENC, "--dest", dest, "--out", plan,
+                 "--report", str(tmp_path / "plan.toml")])
+    assert code == 2 and "report" in capsys.readouterr().err

@@ -98,6 +98,8 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
          seed: int = typer.Option(0), state_dir: Optional[Path] = typer.Option(None, help="apply's state dir."),
          source_option: Optional[List[str]] = SrcOpt, target_option: Optional[List[str]] = TgtOpt,
          dest_option: Optional[List[str]] = DstOpt, drop_vector: Optional[List[str]] = DropOpt,
+         report: Optional[Path] = typer.Option(None, "--report", help="report.json of an earlier report: its "
+                                               "measured strategies feed the recommendation."),
          as_json: bool = JsonOpt):
     """Inspect source, target and destination; refuse impossible migrations; estimate; list the schema that
     will be carried; write plan.toml."""
@@ -110,6 +112,7 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
                        source_options=_options(None, "source", source_option),
                        target_options=_options(None, "target", target_option),
                        dest_options=_options(None, "dest", dest_option), drop_vectors=tuple(drop_vector or ()),
+                       report_path=str(report) if report else None,
                        **_encoder_args(None, encoder, text_field, encoder_prefix), encoded_pairs=encoded_pairs)
     write_plan(result, out)
     _emit(dict(result, plan_file=str(out)), as_json, summary_text(result) + f"\nplan    written to {out}")

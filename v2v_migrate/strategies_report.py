@@ -151,3 +151,44 @@ def html(sec: dict) -> str:
             f"{esc(rates)} (write: scratch Parquet). {esc(round(100 * sec['text_share']))} % of rows have text. "
             f"Rule: {esc(sec['rule'])}.</p>"
             f'<div class="grid"><div class="card">{bars}</div><div class="card">{curve}</div></div>')
+
+
+def figures_from_report(path) -> dict:
+    """The measured strategy figures of an earlier report.json (for plan --report)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    p = p / "report.json" if p.is_dir() else p
+    try:
+        figures = (json.loads(p.read_text(encoding="utf-8")).get("strategies") or {}).get("figures")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read report {p} ({type(e).__name__}).",
+                         "pass the report.json written by `v2v-migrate report`.") from None
+    if not isinstance(figures, dict):
+        raise UsageError(f"report {p} holds no strategy comparison (it was made without held-out pairs).",
+                         "run `v2v-migrate report` with --encoder or --pairs (and --bridge), then pass its report.json.")
+    return figures
+
+
+def plan_section(n_rows: int, rates: dict, share: float, report_path=None) -> dict:
+    """plan.toml's [strategy]: costs projected from the rates plan timed, the choice, and its reasons (TOML
+    holds no None: unknown values are left out)."""
+    from pathlib import Path
+
+    figures = figures_from_report(report_path) if report_path else {}
+    costs = st.project_costs(n_rows, rates, share)
+    if share == 0:
+        costs["reembed"].update(seconds=None, note="no row has text to embed")
+    out = {"rates": rates, "text_share": share, "costs": costs, "recommendation": st.recommend(figures, costs),
+           "figures_from": str(Path(report_path).resolve()) if report_path else "not measured yet (plan --report REPORT.json)",
+           "retention": {s: (figures.get(s) or {}).get("retention") for s in st.STRATEGIES}}
+    return _no_none(out)
+
+
+def _no_none(obj):
+    if isinstance(obj, dict):
+        return {k: _no_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_no_none(v) for v in obj if v is not None]
+    return obj
