@@ -335,9 +335,8 @@ def _strategy_lines(s: dict | None) -> list[str]:
         return []
     rec, c = s["recommendation"], s["costs"]
     when = {k: f"~{c[k]['seconds'] / 60:.1f} min" if "seconds" in c[k] else "time unknown" for k in ("migrate", "reembed")}
-    return [f"costs   migrate {when['migrate']} ({c['migrate']['writes']:,} writes), re-embed {when['reembed']} "
-            f"({c['reembed']['writes']:,} writes), bridge and status quo 0 writes",
-            f"strategy {rec['strategy']}: {'; '.join(rec['reasons'])}"]
+    return [f"strategy {rec['strategy']}: {'; '.join(rec['reasons'])} (migrate {when['migrate']}, re-embed "
+            f"{when['reembed']} at {c['reembed']['writes']:,} writes; bridge and status quo write nothing)"]
 
 
 def _alignability_warning(train: dict) -> list[str]:

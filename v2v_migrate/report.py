@@ -178,7 +178,8 @@ def write_report(report: dict, out_dir, json_only: bool = False) -> dict:
         from v2v_migrate.report_html import render_html
 
         report["files"]["html"] = str((out / "report.html").resolve())
-        (out / "report.html").write_text(render_html(report), encoding="utf-8")
+        extra = sr.html(report["strategies"]) if report.get("strategies") else ""
+        (out / "report.html").write_text(render_html(report, extra), encoding="utf-8")
     (out / "report.json").write_text(json.dumps(_clean(report), indent=2, default=str), encoding="utf-8")
     return report
 
