@@ -151,8 +151,8 @@ def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pai
     n_pairs = len(pairs) if pairs is not None else 0
     report["pairs"] = {"origin": pairs.origin if n_pairs else None, "n": n_pairs, **chosen}
     report["quality"] = quality(translator, pairs, source.metric, metric, seed, source) if n_pairs >= 2 else None
-    report["strategies"] = (sr.section(translator, bridge, pairs, sample, source, metric=metric, seed=seed,
-                                       encode_rate=encode_rate, text_field=chosen.get("text_field") or
+    report["strategies"] = (sr.section(translator, bridge, pairs, sample, source, report["quality"], metric=metric,
+                                       seed=seed, encode_rate=encode_rate, text_field=chosen.get("text_field") or
                                        pair_opts.get("text_field")) if n_pairs >= 11 else None)
     if dest is not None:
         report["integrity"] = {"source_count": report["source"]["count"], "dest_count": report["dest"]["count"],

@@ -37,6 +37,34 @@ def _mean_se(v: np.ndarray) -> tuple[float, float | None]:
     return float(np.mean(v)), se
 
 
+def strategy_row(y, queries, docs, qrows, metric: str, query_metric: str, known_ranks, k: int = K,
+                 note: str | None = None) -> dict:
+    """One strategy's figures: retention of `queries` searching `docs` against the new model's exact top-k
+    (y_j among y), and the known-item ranks given (1 = the query's own document first)."""
+    qrows = np.asarray(qrows, dtype=np.int64)
+    kept = overlap_at_k(y[qrows], y, queries, docs, k, metric, query_metric, self_rows=qrows)
+    mean, se = _mean_se(kept)
+    known = np.asarray(known_ranks)
+    return {"retention": mean, "retention_se": se, "known_item_top1": float(np.mean(known == 1)),
+            "known_item_mean_rank": float(np.mean(known)), "measured": True, "note": note}
+
+
+def bridge_row(x, y, bridged_queries, qrows, metric: str = "cosine", source_metric: str = "cosine", k: int = K,
+               pool: int = POOL) -> dict:
+    """The bridge: B(y_j) searching the old vectors x (the old index, untouched); unmeasured without B."""
+    if bridged_queries is None:
+        return {"retention": None, "retention_se": None, "known_item_top1": None, "known_item_mean_rank": None,
+                "measured": False, "note": "no bridge: train one with `v2v-migrate train --direction new-to-old`"}
+    b = np.asarray(bridged_queries, np.float32)
+    return strategy_row(y, b[np.asarray(qrows)], x, qrows, metric, source_metric, ranks(b, x, pool), k)
+
+
+# exact search over the true vectors finds the truth by definition: stated, not measured
+REEMBED_ROW = {"retention": 1.0, "retention_se": 0.0, "known_item_top1": 1.0, "known_item_mean_rank": 1.0,
+               "measured": False, "note": "the ceiling: the truth is the new model's own top-10"}
+SAME_VECTOR = "known-item 1.0 by construction (query = document)"
+
+
 def compare(x, y, forward_docs, bridged_queries, qrows, metric: str = "cosine", source_metric: str = "cosine",
             k: int = K, pool: int = POOL) -> dict:
     """{strategy: {retention, retention_se, known_item_top1, known_item_mean_rank, measured, note}}.
@@ -45,31 +73,13 @@ def compare(x, y, forward_docs, bridged_queries, qrows, metric: str = "cosine", 
     qrows: the pair rows used as queries.
     """
     x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
-    qrows = np.asarray(qrows, dtype=np.int64)
-    yq = y[qrows]
-    out = {}
-
-    def row(q, docs, q_metric, known, note=None):
-        kept = overlap_at_k(yq, y, q, docs, k, metric, q_metric, self_rows=qrows)
-        mean, se = _mean_se(kept)
-        return {"retention": mean, "retention_se": se, "known_item_top1": float(np.mean(known == 1)),
-                "known_item_mean_rank": float(np.mean(known)), "measured": True, "note": note}
-
-    same = np.ones(len(x), dtype=np.int64)  # query == document: rank 1 by construction
-    out["status_quo"] = row(x[qrows], x, source_metric, same, "known-item 1.0 by construction (query = document)")
-    if bridged_queries is not None:
-        b = np.asarray(bridged_queries, np.float32)
-        out["bridge"] = row(b[qrows], x, source_metric, ranks(b, x, pool))
-    else:
-        out["bridge"] = {"retention": None, "retention_se": None, "known_item_top1": None,
-                         "known_item_mean_rank": None, "measured": False,
-                         "note": "no bridge: train one with `v2v-migrate train --direction new-to-old`"}
     f = np.asarray(forward_docs, np.float32)
-    out["migrate"] = row(yq, f, metric, ranks(y, f, pool))
-    # exact search over the true vectors finds the truth by definition: stated, not measured
-    out["reembed"] = {"retention": 1.0, "retention_se": 0.0, "known_item_top1": 1.0, "known_item_mean_rank": 1.0,
-                      "measured": False, "note": "the ceiling: the truth is the new model's own top-10"}
-    return out
+    qrows = np.asarray(qrows, dtype=np.int64)
+    same = np.ones(len(x), dtype=np.int64)  # query == document: rank 1 by construction
+    return {"status_quo": strategy_row(y, x[qrows], x, qrows, metric, source_metric, same, k, SAME_VECTOR),
+            "bridge": bridge_row(x, y, bridged_queries, qrows, metric, source_metric, k, pool),
+            "migrate": strategy_row(y, y[qrows], f, qrows, metric, metric, ranks(y, f, pool), k),
+            "reembed": dict(REEMBED_ROW)}
 
 
 def mixed_retention(y, forward_docs, qrows, metric: str = "cosine", shares=MIX_SHARES, seed: int = 0,
