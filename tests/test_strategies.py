@@ -144,6 +144,8 @@ def test_report_compares_the_four_strategies(world, capsys):
     curve = [m["retention"] for m in s["progressive"]]  # 0, 25, 50, 75, 100 % re-embedded
     assert [m["share"] for m in s["progressive"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert all(a < b for a, b in zip(curve, curve[1:]))
+    # nothing re-embedded is migrate (another code path: overlap_at_k), everything is the truth
+    assert curve[0] == pytest.approx(f["migrate"]["retention"], abs=1e-9) and curve[-1] == pytest.approx(1.0)
     assert s["recommendation"]["strategy"] in st.STRATEGIES
     page = (root / "R" / "report.html").read_text()
     assert "<h2>Strategies</h2>" in page and "Retention as re-embedding progresses" in page

@@ -85,18 +85,33 @@ def compare(x, y, forward_docs, bridged_queries, qrows, metric: str = "cosine", 
 def mixed_retention(y, forward_docs, qrows, metric: str = "cosine", shares=MIX_SHARES, seed: int = 0,
                     k: int = K) -> list[dict]:
     """Retention as the re-embedded share grows: for each share s, a seeded random s of the documents are
-    true new-model vectors y, the rest translations F(x); nested sets (a row re-embedded stays so)."""
+    true new-model vectors y, the rest translations F(x); nested sets (a row re-embedded stays so).
+
+    Each query's similarities to both versions of every document are computed once per block of queries;
+    a mixed index takes, per document, the one it holds (bounded memory: 2 x block x n float32)."""
+    from translators.metrics import similarity, topk_rows
+
     y, f = np.asarray(y, np.float32), np.asarray(forward_docs, np.float32)
     qrows = np.asarray(qrows, dtype=np.int64)
-    order = np.random.default_rng(seed).permutation(len(y))
-    out = []
+    n = len(y)
+    kk = int(min(k, n - 1))
+    order = np.random.default_rng(seed).permutation(n)
+    masks = []
     for s in shares:
-        docs = f.copy()
-        done = order[:int(round(float(s) * len(y)))]
-        docs[done] = y[done]
-        kept = overlap_at_k(y[qrows], y, y[qrows], docs, k, metric, metric, self_rows=qrows)
-        out.append({"share": float(s), "retention": float(kept.mean())})
-    return out
+        m = np.zeros(n, dtype=bool)
+        m[order[:int(round(float(s) * n))]] = True
+        masks.append(m)
+    hits = np.zeros(len(masks))
+    for b in range(0, len(qrows), 256):
+        rows = qrows[b:b + 256]
+        at = np.arange(len(rows))
+        sy, sf = similarity(y[rows], y, metric), similarity(y[rows], f, metric)
+        sy[at, rows] = sf[at, rows] = -np.inf  # the query's own document is no answer
+        truth = topk_rows(sy, kk)
+        for i, m in enumerate(masks):
+            found = topk_rows(np.where(m[None, :], sy, sf), kk)
+            hits[i] += sum(len(np.intersect1d(t, g, assume_unique=True)) for t, g in zip(truth, found))
+    return [{"share": float(s), "retention": float(h / max(1, len(qrows) * kk))} for s, h in zip(shares, hits)]
 
 
 def project_costs(n_rows: int, rates: dict, text_share: float = 1.0) -> dict:

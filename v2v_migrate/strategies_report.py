@@ -100,10 +100,7 @@ def section(translator, bridge, pairs, sample, source, quality: dict, *, metric:
         "migrate": {"retention": quality["retention"], "retention_se": None, "known_item_top1": ki["top1"],
                     "known_item_mean_rank": ki["mean_rank"], "measured": True, "note": None},
         "reembed": dict(st.REEMBED_ROW)}
-    # the ends of the curve are known: nothing re-embedded = migrate, everything = the truth itself
-    progressive = ([{"share": 0.0, "retention": quality["retention"]}]
-                   + st.mixed_retention(y, forward, qrows, metric, shares=(0.25, 0.5, 0.75), seed=seed)
-                   + [{"share": 1.0, "retention": 1.0}])
+    progressive = st.mixed_retention(y, forward, qrows, metric, shares=(0.0, 0.25, 0.5, 0.75, 1.0), seed=seed)
     rates = {"read": read_rate(source),
              "translate": _rate(lambda: translator(sample.vectors[:RATE_ROWS]), min(len(sample), RATE_ROWS)),
              "bridge": (_rate(lambda: bridge(y[:RATE_ROWS]), min(n, RATE_ROWS)) if bridge is not None else None),
