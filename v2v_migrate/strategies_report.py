@@ -147,7 +147,7 @@ def html(sec: dict) -> str:
                     f"<td class=num>{esc(_dur(c['seconds']))}</td><td class=num>{esc(fmt(c.get('query_ms')))}</td>"
                     f"<td>{esc(f.get('note') or c.get('note') or '')}</td></tr>")
     r = sec["rates"]
-    rates = ", ".join(f"{k} {fmt(v) if v else 'unknown'}/s" for k, v in r.items())
+    rates = ", ".join(f"{k} {v:,.0f}/s" if v else f"{k} unknown" for k, v in r.items())
     colours = {"status_quo": "#e08a1e", "bridge": "#1a7f37", "migrate": "#3b6fd4", "reembed": "#98a2b3"}
     bars = svg_compare([(st.LABELS[s], sec["figures"][s]["retention"], colours[s]) for s in st.STRATEGIES],
                        "Retention by strategy (recall@10)", "new model's exact top-10 = 1.0")
@@ -158,7 +158,7 @@ def html(sec: dict) -> str:
     return ("<h2>Strategies</h2>"
             f"<p><b>Recommended: {esc(st.LABELS[rec['strategy']])}</b> — {esc('; '.join(rec['reasons']))}.</p>"
             "<table><tr><th>strategy</th><th>retention (recall@10)</th><th>known-item top-1</th><th>writes</th>"
-            f"<th>time at {esc(fmt(sec['source_rows']))} rows</th><th>added ms per query</th><th>note</th></tr>"
+            f"<th>time at {esc(fmt(sec['source_rows']))} rows</th><th>added ms per query (in batches)</th><th>note</th></tr>"
             + "".join(rows) + "</table>"
             f"<p class=muted>{esc(sec['pairs'])} held-out pairs, {esc(sec['queries'])} queries. Rates measured here: "
             f"{esc(rates)} (write: scratch Parquet). {esc(round(100 * sec['text_share']))} % of rows have text. "
