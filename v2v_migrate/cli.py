@@ -57,6 +57,8 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
          seed: int = typer.Option(0), state_dir: Optional[Path] = typer.Option(None, help="apply's state dir."),
          source_option: Optional[List[str]] = SrcOpt, target_option: Optional[List[str]] = TgtOpt,
          dest_option: Optional[List[str]] = DstOpt, drop_vector: Optional[List[str]] = DropOpt,
+         report: Optional[Path] = typer.Option(None, "--report", help="report.json of an earlier report: its "
+                                               "measured strategies feed the recommendation."),
          as_json: bool = JsonOpt):
     """Inspect source, target and destination; refuse impossible migrations; estimate; list the schema that
     will be carried; write plan.toml."""
@@ -69,6 +71,7 @@ def plan(source: str = typer.Option(..., help="Store URI of the old-model vector
                        source_options=_options(None, "source", source_option),
                        target_options=_options(None, "target", target_option),
                        dest_options=_options(None, "dest", dest_option), drop_vectors=tuple(drop_vector or ()),
+                       report_path=str(report) if report else None,
                        **_encoder_args(None, encoder, text_field, encoder_prefix), encoded_pairs=encoded_pairs)
     write_plan(result, out)
     _emit(dict(result, plan_file=str(out)), as_json, summary_text(result) + f"\nplan    written to {out}")
@@ -90,9 +93,11 @@ def train(plan: Optional[Path] = PlanOpt,
           pairs: Optional[Path] = typer.Option(None, help="Parquet file of known pairs (columns source, target)."),
           device: str = typer.Option("auto", help="auto|cpu|cuda."), seed: Optional[int] = typer.Option(None),
           sample_size: Optional[int] = typer.Option(None, help="Vectors sampled per side."),
+          direction: str = typer.Option("old-to-new", help="old-to-new (translate stored vectors) | new-to-old "
+                                        "(a query bridge; --out defaults to the plan's bridge_dir)."),
           source_option: Optional[List[str]] = SrcOpt, target_option: Optional[List[str]] = TgtOpt,
           as_json: bool = JsonOpt):
-    """Sample both stores, fit a translator and save its directory."""
+    """Sample both stores, fit a translator (or, --direction new-to-old, a query bridge) and save its directory."""
     from v2v_migrate.plan import plan_get
     from v2v_migrate.training import train_translator
 
@@ -101,7 +106,8 @@ def train(plan: Optional[Path] = PlanOpt,
     result = train_translator(
         _need(source or plan_get(p, "source", "uri"), "--source", "train"),
         target or plan_get(p, "target", "uri"),
-        _need(out or plan_get(p, "train", "translator_dir"), "--out", "train"),
+        _need(out or plan_get(p, "train", "bridge_dir" if direction == "new-to-old" else "translator_dir"),
+              "--out", "train"), direction=direction,
         **_encoder_args(p, encoder, text_field, encoder_prefix),
         encoded_pairs=encoded_pairs or plan_get(p, "train", "encoded_pairs"),
         method=method or plan_get(p, "train", "method", "choose"), pairs_path=pairs_path,
@@ -112,7 +118,7 @@ def train(plan: Optional[Path] = PlanOpt,
     m = result["metrics"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, (int, float)))[:300]
     health_line, warning = result["health_line"], result["health_warning"]
-    _emit(result, as_json, f"trained {result['method']} ({result['method_reason']})\n"
+    _emit(result, as_json, f"trained {result['method']} {result['direction']} ({result['method_reason']})\n"
           f"samples {result['source_sample']:,} source / {result['target_sample']:,} target, "
           f"pairs {result['pairs']:,} ({result['pairs_from']})\nmetrics {shown or 'none'}\n"
           + (f"{health_line}\n" if health_line else "") + (f"WARNING {warning}\n" if warning else "")
@@ -218,6 +224,8 @@ def report(plan: Optional[Path] = PlanOpt,
            encoder: Optional[str] = EncOpt, text_field: Optional[str] = FieldOpt,
            encoder_prefix: Optional[str] = PrefixOpt,
            held_out: int = typer.Option(1000, help="--encoder: held-out source texts to embed as pairs."),
+           bridge: Optional[Path] = typer.Option(None, help="Query bridge (train --direction new-to-old) to compare "
+                                                 "[the plan's bridge_dir when it exists]."),
            out: Path = typer.Option(..., help="Folder for report.json and report.html."),
            sample_size: Optional[int] = typer.Option(None, help="Rows sampled for the checks."),
            threshold: Optional[List[str]] = typer.Option(
@@ -239,7 +247,9 @@ def report(plan: Optional[Path] = PlanOpt,
     if any(opts.values()):
         kw["store_options"] = opts
     pairs_path = pairs or plan_get(p, "train", "pairs_path")
-    r = build_report(translator_dir=str(_need(translator or plan_get(p, "train", "translator_dir"),
+    bridge = bridge or (plan_get(p, "train", "bridge_dir") if Path(plan_get(p, "train", "bridge_dir") or "-",
+                                                                    "config.json").is_file() else None)
+    r = build_report(bridge_dir=str(bridge) if bridge else None, translator_dir=str(_need(translator or plan_get(p, "train", "translator_dir"),
                                               "--translator", "report")),
                      source_uri=_need(source or plan_get(p, "source", "uri"), "--source", "report"),
                      out_dir=str(out), dest_uri=dest, target_uri=target or plan_get(p, "target", "uri"),
@@ -250,9 +260,11 @@ def report(plan: Optional[Path] = PlanOpt,
     reasons = "; ".join(v.get("reasons") or []) if isinstance(v, dict) else ""
     html = (r.get("files") or {}).get("html") or (out / "report.html")
     done = r.get("reembedded") or {}
-    share = (f"\nre-embedded: {done['share']:.1%} of the sampled rows ({done['embedded']:,} of {done['present']:,})"
+    share = (f"re-embedded: {done['share']:.1%} of the sampled rows ({done['embedded']:,} of {done['present']:,})\n"
              if done.get("embedded") else "")
-    _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}{share}\nreport:  {html}")
+    rec = (r.get("strategies") or {}).get("recommendation")
+    _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}\n" + share
+          + (f"strategy: {rec['strategy']} - {'; '.join(rec['reasons'])}\n" if rec else "") + f"report:  {html}")
 
 
 def _load_npy(path: Path, flag: str):

@@ -98,7 +98,7 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
               state_dir: str | None = None, probe_rows: int = 4096, source_options: dict | None = None,
               target_options: dict | None = None, dest_options: dict | None = None, encoder: str | None = None,
               text_field: str | None = None, encoder_prefix: str = "", encoded_pairs: int | None = None,
-              drop_vectors: tuple = ()) -> dict:
+              drop_vectors: tuple = (), report_path: str | None = None) -> dict:
     from connectors import check_metric, open_store
     from translators import MIN_UNSUPERVISED
 
@@ -193,7 +193,9 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
             "train": {"method": method, "method_reason": reason, "pairs_from": pairs_from, "pairs": int(n_pairs),
                       "id_overlap_in_probe": int(overlap), "sample_size": size, "seed": int(seed),
                       "alignability": alignability,
-                      "translator_dir": str(Path(translator_dir or "translator").resolve())},
+                      "translator_dir": str(Path(translator_dir or "translator").resolve()),
+                      # where `train --direction new-to-old --plan` writes the query bridge
+                      "bridge_dir": str(Path(translator_dir or "translator").resolve().parent / "bridge")},
             "apply": {"batch_size": int(batch_size), "metric": out_metric,
                       **({"drop_vectors": sorted(drop_vectors)} if drop_vectors else {})},
             "estimate": estimate,
@@ -208,12 +210,25 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
             estimate.update(encoder_texts_per_second=enc["texts_per_second"],
                             encode_seconds_train=enc["train_seconds"], encode_seconds_report=enc["report_seconds"],
                             source_rows_with_text=enc["rows_with_text"])
+        plan["strategy"] = _strategy(s_sample, src, new_dim, enc, text_field, read_rate, tr_rate, report_path)
         return plan
     finally:
         source.close()
         if target is not None:
             target.close()
         dest.close()
+
+
+def _strategy(s_sample, src, new_dim, enc, text_field, read_rate, tr_rate, report_path) -> dict:
+    """Status quo, bridge, migrate or re-embed: costs from rates timed here (writes into a scratch Parquet
+    dataset), retention from an earlier report (--report) when given; v2v_migrate.strategies decides."""
+    from v2v_migrate import strategies_report as sr
+
+    scratch = np.random.default_rng(0).standard_normal((min(4096, max(len(s_sample), 1)), new_dim), dtype=np.float32)
+    rates = {"read": read_rate, "translate": tr_rate, "bridge": _translate_rate(new_dim, src["dim"], 4096),
+             "encode": enc["texts_per_second"] if enc else None, "write": sr.write_rate(scratch)}
+    share = enc["rows_with_text"] if enc else sr.text_share(s_sample.payloads, text_field)
+    return sr.plan_section(src["count"], rates, share, report_path)
 
 
 def _alignability(s_sample, target, seed: int) -> dict:
@@ -310,9 +325,18 @@ def summary_text(plan: dict) -> str:
         f"{e['translate_rate_linear']:,.0f} rows/s translate (plus write time); "
         f"dest disk ~{_size(e['dest_disk_bytes'])}; apply memory ~{_size(e['apply_memory_bytes'])}, "
         f"train memory ~{_size(e['train_memory_bytes'])}",
-        *_alignability_warning(tr),
+        *_alignability_warning(tr), *_strategy_lines(plan.get("strategy")),
         "next    v2v-migrate train --plan PLAN && v2v-migrate apply --plan PLAN",
     ])
+
+
+def _strategy_lines(s: dict | None) -> list[str]:
+    if not s:
+        return []
+    rec, c = s["recommendation"], s["costs"]
+    when = {k: f"~{c[k]['seconds'] / 60:.1f} min" if "seconds" in c[k] else "time unknown" for k in ("migrate", "reembed")}
+    return [f"strategy {rec['strategy']}: {'; '.join(rec['reasons'])} (migrate {when['migrate']}, re-embed "
+            f"{when['reembed']} at {c['reembed']['writes']:,} writes; bridge and status quo write nothing)"]
 
 
 def _alignability_warning(train: dict) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from connectors import check_metric, open_store, split_uri
 from connectors.errors import DestinationNotEmptyError, DimensionMismatchError, MetricMismatchError
 from translators import load_translator
+from v2v_migrate.strategies_report import refuse_bridge_as_translator
 from v2v_migrate.carry import carry_to, check_existing
 from v2v_migrate.checkpoint import Checkpoint, load_checkpoint, normalize_uri, remove_checkpoint, state_dir_for
 from v2v_migrate.errors import CheckpointError, UsageError
@@ -101,6 +102,7 @@ def prepare_apply(translator_dir: str | os.PathLike | None, source_uri: str, des
                          "write to a new destination; the source stays read-only.")
     if translator is None:
         translator = load_translator(translator_dir, device)
+    refuse_bridge_as_translator(translator, "apply")
     fingerprint = str(translator.fingerprint)
     selection = selection or Selection()
     with ExitStack() as stack:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from connectors.secrets import clean_uri
 from translators import load_translator
 from v2v_migrate import report_integrity as ri
 from v2v_migrate import report_metrics as rm
+from v2v_migrate import strategies_report as sr
 from v2v_migrate.encoders import encoder_from
 from v2v_migrate.errors import UsageError
 from v2v_migrate.report_quality import EXAMPLES, HELD_OUT_TEXTS, held_out_pairs, quality
@@ -75,10 +77,11 @@ def _health(translator, sample, translated, source_metric, target_sample, metric
 # ---- entry point ----------------------------------------------------------------------------------------
 def build_report(*, translator_dir, source_uri, out_dir, dest_uri=None, target_uri=None, pairs_path=None,
                  sample_size=2000, thresholds=None, json_only=False, store_options=None, seed=0, encoder=None,
-                 text_field=None, encoder_prefix="", held_out=HELD_OUT_TEXTS, progress=False) -> dict:
+                 text_field=None, encoder_prefix="", held_out=HELD_OUT_TEXTS, progress=False, bridge_dir=None) -> dict:
     """Measure, decide, write `report.json` (+ `report.html`) into out_dir; return the report dict.
 
-    encoder: a spec (or an open Encoder) of the new model; `held_out` source texts it embeds as pairs."""
+    encoder: a spec (or an open Encoder) of the new model; `held_out` source texts it embeds as pairs.
+    bridge_dir: a query bridge (train --direction new-to-old), measured in the strategy comparison."""
     th = parse_thresholds(thresholds)
     if int(sample_size) < 2:
         raise UsageError(f"sample_size {sample_size} is too small.", "use at least 100 (default 2000).")
@@ -88,7 +91,7 @@ def build_report(*, translator_dir, source_uri, out_dir, dest_uri=None, target_u
         encoder = stack.enter_context(encoder_from(encoder, encoder_prefix))
         opts = dict(encoder=encoder, text_field=text_field, n_encoded=int(held_out), seed=seed, progress=progress)
         return _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pairs_path, sample_size,
-                      th, json_only, _role_options(store_options), opts)
+                      th, json_only, _role_options(store_options), opts, bridge_dir)
 
 
 def _open(stack: ExitStack, uri: str | None, options: dict, role: str, prefer_vector: str | None = None):
@@ -100,12 +103,16 @@ def _open(stack: ExitStack, uri: str | None, options: dict, role: str, prefer_ve
 
 
 def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pairs_path, sample_size, th,
-           json_only, opts, pair_opts) -> dict:
+           json_only, opts, pair_opts, bridge_dir=None) -> dict:
     seed = pair_opts["seed"]
     if callable(translator_dir) and not isinstance(translator_dir, (str, Path)):
         translator = translator_dir  # an in-memory Translator (library use)
     else:
         translator = load_translator(translator_dir)
+    sr.refuse_bridge_as_translator(translator, "report")
+    bridge = load_translator(bridge_dir) if bridge_dir else None
+    if bridge is not None:
+        sr.check_bridge(bridge, translator)
     source = _open(stack, source_uri, opts["source"], "source")
     if source.dim != translator.source_dim:
         raise DimensionMismatchError(f"source vectors have dimension {source.dim} but the translator expects "
@@ -120,7 +127,11 @@ def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pai
     translated = translator(sample.vectors)
     target_sample = target.sample(min(int(sample_size), 4000), seed=seed) if target else None
     # Pairs first: an encoder that fails (HTTP errors, wrong dimension, no text) stops here, before any file.
+    t_pairs = time.perf_counter()
     pairs, chosen = held_out_pairs(translator, source, target, sample, pairs_path=pairs_path, **pair_opts)
+    # texts/s of the new model (reading the held-out rows included: a slight underestimate)
+    encode_rate = (len(pairs) / max(time.perf_counter() - t_pairs, 1e-9)
+                   if pair_opts.get("encoder") is not None and pairs is not None and len(pairs) else None)
     report = {
         "kind": "after-apply" if dest else "dry-run",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -140,6 +151,9 @@ def _build(stack, translator_dir, source_uri, out_dir, dest_uri, target_uri, pai
     n_pairs = len(pairs) if pairs is not None else 0
     report["pairs"] = {"origin": pairs.origin if n_pairs else None, "n": n_pairs, **chosen}
     report["quality"] = quality(translator, pairs, source.metric, metric, seed, source) if n_pairs >= 2 else None
+    report["strategies"] = (sr.section(translator, bridge, pairs, sample, source, report["quality"], metric=metric,
+                                       seed=seed, encode_rate=encode_rate, text_field=chosen.get("text_field") or
+                                       pair_opts.get("text_field")) if n_pairs >= 11 else None)
     if dest is not None:
         report["integrity"] = {"source_count": report["source"]["count"], "dest_count": report["dest"]["count"],
                                "counts_equal": report["source"]["count"] == report["dest"]["count"],
@@ -167,7 +181,8 @@ def write_report(report: dict, out_dir, json_only: bool = False) -> dict:
         from v2v_migrate.report_html import render_html
 
         report["files"]["html"] = str((out / "report.html").resolve())
-        (out / "report.html").write_text(render_html(report), encoding="utf-8")
+        extra = sr.html(report["strategies"]) if report.get("strategies") else ""
+        (out / "report.html").write_text(render_html(report, extra), encoding="utf-8")
     (out / "report.json").write_text(json.dumps(_clean(report), indent=2, default=str), encoding="utf-8")
     return report
 

@@ -161,7 +161,7 @@ def _payload(p) -> str:
     return esc(json.dumps(p, ensure_ascii=False, default=str)) if p is not None else "—"
 
 
-def render_html(r: dict) -> str:
+def render_html(r: dict, extra: str = "") -> str:
     v = r["verdict"]
     q, h, integ, ann = r.get("quality"), r["health"], r.get("integrity"), r.get("ann")
     t = r["translator"]
@@ -207,6 +207,7 @@ def render_html(r: dict) -> str:
                      "<code>--pairs FILE</code> (Parquet, columns source/target), or a <code>--target</code> store "
                      "that shares ids with the source.</p>")
     parts.append(_plots(r))
+    parts.append(extra)  # sections other modules render (the strategy comparison)
     if q and q.get("examples"):
         parts.append("<h2>Example queries</h2><table><tr><th>query (new-model vector of)</th>"
                      "<th>top-3 among true new-model vectors</th><th>top-3 among translated vectors</th></tr>")

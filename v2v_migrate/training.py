@@ -36,6 +36,10 @@ SUPERVISED_PAIRS = 3_000
 # The CLI's default method: pick one from the known pairs (choose_method); every other name is a
 # translators method (`auto` is the unsupervised one).
 CHOOSE = "choose"
+# Which way the map goes. new-to-old is the query bridge: new-model queries translated into the old space
+# search the old index untouched (zero writes). Same pairs, same held-out rule, roles swapped.
+OLD_TO_NEW, NEW_TO_OLD = "old-to-new", "new-to-old"
+DIRECTIONS = (OLD_TO_NEW, NEW_TO_OLD)
 
 
 def choose_method(n_pairs: int) -> tuple[str, str]:
@@ -104,8 +108,11 @@ def train_translator(source_uri: str, target_uri: str | None, out_dir: str | os.
                      pairs_path: str | os.PathLike | None = None, sample_size: int | None = None, seed: int = 0,
                      device: str = "auto", progress: bool = False, source_options: dict | None = None,
                      target_options: dict | None = None, encoder: str | None = None, text_field: str | None = None,
-                     encoder_prefix: str = "", encoded_pairs: int | None = None) -> dict:
+                     encoder_prefix: str = "", encoded_pairs: int | None = None, direction: str = OLD_TO_NEW) -> dict:
     """Fit and save a translator; returns a summary (method, samples, pairs, metrics, fingerprint, out).
+
+    direction `new-to-old` fits the query bridge (new-model vectors -> old ones) from the same pairs and
+    samples, roles swapped; the directory records it (config.json workflow.direction).
 
     Pairs come from `pairs_path`, from ids in both stores, and from `encoder` (a spec: `encoded_pairs`
     source texts embedded by the new model). Without a target store the new model's side of the pairs is
@@ -120,6 +127,9 @@ def train_translator(source_uri: str, target_uri: str | None, out_dir: str | os.
         raise UsageError(f"Unknown method {method!r}.",
                          f"use {CHOOSE} (the default: picked from the known pairs) or one of "
                          f"{', '.join(translators.METHODS)}.")
+    if direction not in DIRECTIONS:
+        raise UsageError(f"Unknown direction {direction!r}.", f"pass --direction {OLD_TO_NEW} (the default: "
+                         f"translate stored vectors) or {NEW_TO_OLD} (a query bridge).")
     if not (target_uri or pairs_path or encoder):
         raise UsageError("train needs the new model's side: --target, --pairs or --encoder.",
                          "pass --encoder SPEC (the new model embeds source texts), --pairs FILE or --target URI.")
@@ -152,8 +162,12 @@ def train_translator(source_uri: str, target_uri: str | None, out_dir: str | os.
                                            f"vectors for auto (>= {translators.MIN_UNSUPERVISED}), so ridge.")
         # Without a target store, the new model's side of the pairs is the target sample.
         tgt_vectors = tgt.vectors if tgt is not None else pairs.y
-        translator = translators.fit(src.vectors, tgt_vectors, method=method,
-                                     pairs=None if pairs is None else (pairs.x, pairs.y), seed=seed,
+        fit_x, fit_y = src.vectors, tgt_vectors
+        fit_pairs = None if pairs is None else (pairs.x, pairs.y)
+        if direction == NEW_TO_OLD:  # the bridge: new-model vectors in, old-model vectors out
+            fit_x, fit_y = fit_y, fit_x
+            fit_pairs = None if pairs is None else (pairs.y, pairs.x)
+        translator = translators.fit(fit_x, fit_y, method=method, pairs=fit_pairs, seed=seed,
                                      device=device, progress=progress)
         # Provenance (URIs without secrets). Part of the fingerprint, so apply's checkpoints tell
         # translators trained on different data apart; `holdout` tells report which rows it may use.
@@ -162,11 +176,11 @@ def train_translator(source_uri: str, target_uri: str | None, out_dir: str | os.
             "source_count": int(source.count()), "target_count": int(target.count()) if target is not None else 0,
             "source_sample": len(src), "target_sample": len(tgt_vectors), "pairs": n_pairs, "pairs_from": pairs_from,
             "seed": int(seed), "method_reason": reason, "holdout": holdout_rule(),
-            "encoder": safe_spec(encoder), "encoder_prefix": encoder_prefix or "", **extra,
+            "encoder": safe_spec(encoder), "encoder_prefix": encoder_prefix or "", "direction": direction, **extra,
         }
         translator.save(out_dir)
         health_line, health_warning = health_summary(translator.metrics)
-        return {"out": str(Path(out_dir).resolve()), "method": method, "method_reason": reason,
+        return {"out": str(Path(out_dir).resolve()), "method": method, "method_reason": reason, "direction": direction,
                 "source_sample": len(src), "target_sample": len(tgt_vectors), "pairs": n_pairs,
                 "pairs_from": pairs_from, "source_dim": translator.source_dim, "target_dim": translator.target_dim,
                 "fingerprint": translator.fingerprint, "metrics": dict(translator.metrics),
