@@ -89,13 +89,59 @@ def build_translator(out: Path) -> Path:
     return out
 
 
+class MemorySampler:
+    """Peak resident memory of this process, split by kind, from /proc/self/status every `every` seconds.
+
+    VmHWM (= ru_maxrss) counts every resident page, including the pages of memory-mapped files (the FAISS
+    source, Parquet files read with memory_map): those are file-backed, the kernel drops them under
+    pressure, and they grow with N by design. RssAnon counts the heap and anonymous mappings only: that is
+    what must stay flat. Sampling can miss a spike shorter than `every`; VmHWM cannot."""
+
+    def __init__(self, every: float = 0.02):
+        import threading
+
+        self.every, self.peak_anon_mb, self.peak_file_mb = every, 0.0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def status() -> dict:
+        out = {}
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(value.split()[0]) / 1024
+        return out
+
+    def sample(self) -> None:
+        s = self.status()
+        self.peak_anon_mb = max(self.peak_anon_mb, s["RssAnon"])
+        self.peak_file_mb = max(self.peak_file_mb, s["RssFile"] + s.get("RssShmem", 0.0))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def __enter__(self):
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
 def child(mode: str, source: str, dest: str, translator: str, batch_size: int, work: str) -> None:
-    """Runs in its own process: one copy, then prints a JSON line with time and peak RSS."""
+    """Runs in its own process: one copy, then prints a JSON line with time and peak memory."""
     import torch  # noqa: F401  (both modes pay the same imports before the clock starts)
 
     import connectors  # noqa: F401
     import translators.model  # noqa: F401
 
+    mem = MemorySampler().__enter__()
+    start_anon = mem.peak_anon_mb
     t0 = time.perf_counter()
     if mode == "raw":
         from connectors import open_store
@@ -113,8 +159,10 @@ def child(mode: str, source: str, dest: str, translator: str, batch_size: int, w
         n = apply_migration(translator, source, dest, batch_size=batch_size, state_dir=Path(work) / "state",
                             device="cpu")["rows_read"]
     seconds = time.perf_counter() - t0
+    mem.__exit__(None, None, None)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": n, "seconds": seconds, "rate": n / seconds, "rss_mb": rss_mb}))
+    print(json.dumps({"rows": n, "seconds": seconds, "rate": n / seconds, "rss_mb": rss_mb,
+                      "anon_mb": mem.peak_anon_mb, "file_mb": mem.peak_file_mb, "start_anon_mb": start_anon}))
 
 
 def run_child(mode: str, source: str, dest_kind: str, translator: Path, batch_size: int, work: Path) -> dict:
@@ -169,16 +217,21 @@ def main() -> None:
             raw = run_child("raw", source, dst_kind, translator, args.batch_size, work)
             app = run_child("apply", source, dst_kind, translator, args.batch_size, work)
             rows.append((name, n, raw, app))
-            print(f"# {name} N={n:,}: raw {raw['rate']:,.0f}/s, apply {app['rate']:,.0f}/s", file=sys.stderr)
+            print(f"# {name} N={n:,}: raw {json.dumps(raw)}; apply {json.dumps(app)}", file=sys.stderr, flush=True)
             shutil.rmtree(folder, ignore_errors=True)
     load = os.getloadavg()[0]
     print(f"\napply vs raw copy (batch {args.batch_size}, {os.cpu_count()} CPUs, load avg {load:.1f}, "
           f"translator: procrustes minilm->e5 on CPU)\n")
-    print("| case | N | raw rows/s | apply rows/s | ratio apply/raw | raw peak RSS MB | apply peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| case | N | raw rows/s | apply rows/s | ratio apply/raw | raw peak RSS MB | apply peak RSS MB | "
+          "raw peak anon MB | apply peak anon MB | anon growth raw / apply |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    first: dict = {}
     for name, n, raw, app in rows:
+        base = first.setdefault(name, (raw, app))  # anon growth: against the case's smallest N
+        growth = f"{raw['anon_mb'] / base[0]['anon_mb']:.2f} / {app['anon_mb'] / base[1]['anon_mb']:.2f}"
         print(f"| {name} | {n:,} | {raw['rate']:,.0f} | {app['rate']:,.0f} | {app['rate'] / raw['rate']:.2f} | "
-              f"{raw['rss_mb']:,.0f} | {app['rss_mb']:,.0f} |")
+              f"{raw['rss_mb']:,.0f} | {app['rss_mb']:,.0f} | {raw['anon_mb']:,.0f} | {app['anon_mb']:,.0f} | "
+              f"{growth} |")
     for s in skipped:
         print(f"\nskipped: {s}")
     if not args.work:

@@ -286,7 +286,7 @@ class FaissStore(FileBackedStore):
         q = validate_vectors(np.array(queries, dtype=np.float32), lay.dim, where="search queries")
         if self.metric == "cosine":  # a cosine store is an inner-product index over unit vectors
             q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        scores, keys = lay._owner.search(np.ascontiguousarray(q), int(k))
+        scores, keys = lay.search(np.ascontiguousarray(q), int(k))
         ids = []
         for row in keys:
             row = row[row >= 0]
