@@ -192,6 +192,24 @@ def run_child(mode: str, source: str, dest_kind: str, translator: Path, batch_si
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def reusable(kind: str, folder: Path, n: int, dim: int) -> bool:
+    """A complete source of this size and dimension already in `folder` (the builder writes it at its end)."""
+    if kind != "faiss" or not (folder / "source.faiss").exists():
+        return False
+    from connectors import open_store
+
+    with open_store(URIS[kind](folder)) as s:
+        return s.count() == n and s.dim == dim
+
+
+def run_case(name: str, n: int, source: str, dst_kind: str, translator: Path, batch_size: int, work: Path,
+             rows: list) -> None:
+    raw = run_child("raw", source, dst_kind, translator, batch_size, work)
+    app = run_child("apply", source, dst_kind, translator, batch_size, work)
+    rows.append((name, n, raw, app))
+    print(f"# {name} N={n:,}: raw {json.dumps(raw)}; apply {json.dumps(app)}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="20000,100000")
@@ -224,6 +242,12 @@ def main() -> None:
             folder = work / f"src-{src_kind}-{n}"
             folder.mkdir(exist_ok=True)
             t0 = time.perf_counter()
+            if reusable(src_kind, folder, n, args.dim or 384):  # --work kept from an interrupted run
+                source = URIS[src_kind](folder)
+                print(f"# reusing {source} ({n:,} rows)", file=sys.stderr)
+                run_case(name, n, source, dst_kind, translator, args.batch_size, work, rows)
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
             res = subprocess.run([sys.executable, __file__, "--child", "build", "--source", src_kind,
                                   "--dest", str(n), "--work", str(folder)] + (["--dim", str(args.dim)] if args.dim else []),
                                  capture_output=True, text=True,
@@ -232,10 +256,7 @@ def main() -> None:
                 raise SystemExit(f"building the {src_kind} source failed:\n{res.stderr[-3000:]}")
             source = res.stdout.strip().splitlines()[-1]
             print(f"# built {source} ({n:,} rows) in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-            raw = run_child("raw", source, dst_kind, translator, args.batch_size, work)
-            app = run_child("apply", source, dst_kind, translator, args.batch_size, work)
-            rows.append((name, n, raw, app))
-            print(f"# {name} N={n:,}: raw {json.dumps(raw)}; apply {json.dumps(app)}", file=sys.stderr, flush=True)
+            run_case(name, n, source, dst_kind, translator, args.batch_size, work, rows)
             shutil.rmtree(folder, ignore_errors=True)
     load = os.getloadavg()[0]
     print(f"\napply vs raw copy (batch {args.batch_size}, {os.cpu_count()} CPUs, load avg {load:.1f}, "

@@ -1,7 +1,7 @@
 """Idempotent writes to a Parquet dataset folder of ours (see parquet_store for the layout).
 
 Design (simplest robust one that runs in bounded memory): upserts go to an in-memory buffer keyed by id
-(the last write of an id wins). When the buffer holds SPILL_BYTES of vectors, and at flush(), it is written:
+(the last write of an id wins). When the buffer is full (spill_rows), and at flush(), it is written:
   1. the buffer becomes one new part file (`part-NNNNNN.parquet`, row groups of 8,192 rows), not yet listed;
   2. ids that already lived in older part files (listed, or written since the last flush) are taken out:
      each affected file is rewritten without them (a new part name; the file keeps its place in the stream
@@ -11,7 +11,7 @@ flush() then
   4. deletes the files that the new list no longer names.
 A crash before 3 leaves the previous dataset intact (unlisted files are swept at the next open for
 writing). Which part holds an id is found in per-part sorted key files (connectors.parquet_keys), so
-memory does not grow with the dataset: a buffer of at most SPILL_BYTES of vectors, one part being written
+memory does not grow with the dataset: a buffer of at most spill_rows rows, one part being written
 or rewritten, and 16 bytes per part file.
 Cost of a flush: writing the buffered rows, plus rewriting the part files that held replaced ids (none in
 a fresh migration; a replayed batch touches one or two parts).
@@ -35,22 +35,19 @@ from connectors.parquet_keys import PartKeys
 
 META_NAME = "_v2v_meta.json"
 ROW_GROUP_ROWS = 8192
-# The buffer is written out as a part file (listed at the next flush) once it holds this many bytes of
-# vectors: 64 MiB is 40,960 rows of 384-d float32, large enough that part files stay few (245 per 10M
-# rows) and small enough that a writer never holds more than one such buffer, whatever the flush spacing.
+# The buffer is written out as a part file (listed at the next flush) once it holds SPILL_BYTES of vectors
+# or SPILL_MAX_ROWS rows, whichever comes first: each buffered row also costs ~0.5-1 KB of Python objects
+# (its dict entry, vector view and payload dict), which the row cap bounds at small dimensions. 384-d
+# float32: parts of 40,960 rows (245 per 10M rows), few enough files, and one buffer is all a writer holds,
+# however far apart the flushes are.
 SPILL_BYTES = 64 << 20
+SPILL_MAX_ROWS = 65_536
 
 
 def spill_rows(dim: int) -> int:
-    """Rows per spilled part: SPILL_BYTES of vectors, in whole row groups (at least one)."""
-    groups = (SPILL_BYTES // (4 * max(int(dim), 1))) // ROW_GROUP_ROWS
-    return max(groups, 1) * ROW_GROUP_ROWS
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    """Rows per spilled part: at most SPILL_BYTES of vectors and SPILL_MAX_ROWS, in whole row groups."""
+    rows = min(SPILL_BYTES // (4 * max(int(dim), 1)), SPILL_MAX_ROWS)
+    return max(rows // ROW_GROUP_ROWS, 1) * ROW_GROUP_ROWS
 
 
 class ParquetWriter:
