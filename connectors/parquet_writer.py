@@ -50,6 +50,12 @@ def spill_rows(dim: int) -> int:
     return max(rows // ROW_GROUP_ROWS, 1) * ROW_GROUP_ROWS
 
 
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
 class ParquetWriter:
     def __init__(self, root: Path, meta: dict, files: list[str], id_col: str = "id", vec_col: str = "vector"):
         self.root, self.meta, self.files = root, meta, list(files)
