@@ -15,6 +15,7 @@ from connectors import Batch, open_store  # noqa: E402
 from connectors import faiss_writer, parquet_writer  # noqa: E402
 from connectors.errors import UnreadableStoreError  # noqa: E402
 from connectors.faiss_layout import read_id_mapped  # noqa: E402
+from connectors.faiss_sidecars import PayloadSidecar, payload_path as side_path  # noqa: E402
 from connectors.ids import to_int64  # noqa: E402
 from connectors.parquet_keys import KEYS_DIR  # noqa: E402
 
@@ -43,7 +44,7 @@ def _idmap_indexes(x, ids):
 
 def test_idmap_files_read_from_a_mapping_equal_faiss_own_reading(tmp_path, real_vectors):
     x = real_vectors(1500)
-    ids = np.random.default_rng(3).permutation(10**9)[:1500].astype(np.int64)  # not in any order
+    ids = np.random.default_rng(3).choice(10**9, 1500, replace=False).astype(np.int64)  # in no order
     queries = real_vectors(20, start=5000)
     for name, index in _idmap_indexes(x, ids).items():
         path = tmp_path / f"{name}.index"
@@ -87,21 +88,22 @@ def test_sidecar_read_at_scan_positions_equals_lookup_by_id(tmp_path, real_vecto
     if id_type == "str":
         ids = [f"doc-{i}" for i in ids]
     pays = payloads_for(n, seed=4)
-    uri = f"faiss:{tmp_path}/s.index"
+    s_path = tmp_path / "s.index"
+    uri = f"faiss:{s_path}"
     w = open_store(uri)
     w.create(384, "l2", id_type=id_type)
     for a in range(0, n, 450):
         w.upsert(Batch(ids[a:a + 450], x[a:a + 450], pays[a:a + 450]))
     w.close()
-    side = pq.read_table(tmp_path / "s.index.payload.parquet")
-    assert side.num_rows == n and pq.ParquetFile(tmp_path / "s.index.payload.parquet").num_row_groups > 5
-    # Brute force: each row's payload, found by its FAISS key in the whole sidecar.
-    key = (lambda k: to_int64(k)) if id_type == "str" else (lambda k: k)
-    whole = {r["id"]: {k: v for k, v in r.items() if k not in ("id", "_v2v_id")} for r in side.to_pylist()}
+    side = pq.ParquetFile(tmp_path / "s.index.payload.parquet")
+    assert side.metadata.num_rows == n and side.num_row_groups > 5
+    # Brute force: each row's payload looked up by its FAISS key in a sidecar opened on its own.
+    keys = np.array([to_int64(k) for k in ids] if id_type == "str" else ids, dtype=np.int64)
+    by_id = [{k: v for k, v in p.items() if k != "_v2v_id"} for p in PayloadSidecar(side_path(s_path)).lookup(keys)]
     s = open_store(uri)
     got_ids, got_x, got_p = read_all(s, 777)
     assert got_ids == ids and got_x.tobytes() == x.tobytes()
-    assert got_p == [whole[key(k)] for k in ids] == pays
+    assert got_p == by_id == pays
     assert s._sidecar._sorted is None, "the scan built the whole-sidecar id lookup"
     cursor = next(b.cursor for i, b in enumerate(s.iter_batches(333)) if i == 2)  # resume mid-group
     rest_ids, _, rest_p = read_all(s, 500, cursor=cursor)
