@@ -10,6 +10,11 @@
   (`reconstruct_n` per batch would rescan the lists each time: quadratic).
 
 Both expose positions 0..n-1 (rows in stream order), the ids stored for them, and gather by position.
+
+IndexIDMap/IndexIDMap2 files (what our writer writes) are not opened by faiss.read_index, which reads the id
+map into the heap (8 bytes/row) and for IDMap2 builds a hash map id -> row (~40 bytes/row more): 5 GB at
+100M rows. `read_id_mapped` maps the file instead: the sub-index is read zero-copy from the mapping, and
+the ids are a view of the file's tail, so opening costs no heap whatever the row count.
 """
 from __future__ import annotations
 
@@ -48,6 +53,15 @@ def _describe_codes(index) -> str:
     return f"stores {size}-byte compressed codes instead of {4 * d}-byte float32 vectors"
 
 
+def _search(owner, id_map, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids): an IDMap index maps its hits itself; a sub-index read by read_id_mapped gives
+    positions, mapped here through the file's ids."""
+    scores, labels = owner.search(q, k)
+    if id_map is not None and not isinstance(owner, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        labels = np.where(labels >= 0, np.asarray(id_map)[np.maximum(labels, 0)], -1)
+    return scores, labels
+
+
 class RowLayout:
     kind = "rows"
 
@@ -80,6 +94,9 @@ class RowLayout:
 
     def all_ids(self) -> np.ndarray:
         return self.ids_at(0, self.n)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return _search(self._owner, self._ids, q, k)
 
 
 class ListLayout:
@@ -142,6 +159,9 @@ class ListLayout:
             vecs[sel] = self.list_vectors(int(l), lo, hi)[offs[sel] - lo]
         return ids, vecs
 
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return _search(self._owner, self._id_map, q, k)
+
     def all_ids(self) -> np.ndarray:
         parts = [self.list_ids(l, 0, int(self.sizes[l])) for l in range(self.nlist) if self.sizes[l]]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -170,6 +190,36 @@ def read_index(path: Path, flags: int = READ_FLAGS):
     return top
 
 
+_IDMAP_FOURCCS = (b"IxMp", b"IxM2")
+_HEADER = 37  # fourcc, then d (int32), ntotal (int64), two dummies (int64), is_trained (bool), metric (int32)
+
+
+def read_id_mapped(path: Path):
+    """(sub-index, ids) of an IndexIDMap/IndexIDMap2 file, both backed by a read-only map of the file; None
+    when the file is anything else (then faiss.read_index reads it, and reports any damage)."""
+    try:
+        mm = np.memmap(path, dtype=np.uint8, mode="r")
+    except (OSError, ValueError):
+        return None
+    if len(mm) < 2 * _HEADER or bytes(mm[:4]) not in _IDMAP_FOURCCS:
+        return None
+    n, metric = int(mm[8:16].view(np.int64)[0]), int(mm[33:37].view(np.int32)[0])
+    end = len(mm) - 8 * n - 8  # the id map is the last field: its length (uint64), then n int64 ids
+    if metric not in METRIC_NAMES or n < 0 or end <= _HEADER or int(mm[end:end + 8].view(np.uint64)[0]) != n:
+        return None
+    body = mm[_HEADER:end]
+    reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(body), len(body))
+    try:
+        raw = faiss.read_index(reader, READ_FLAGS)
+    except RuntimeError:
+        return None
+    inner = faiss.downcast_index(raw)
+    if inner.ntotal != n:
+        return None
+    inner.referenced_objects = [raw, reader, mm]  # the index's arrays point into the mapping
+    return inner, mm[end + 8:].view(np.int64)
+
+
 def describe_index(top) -> dict:
     """The neutral INDEX (connectors.schema) of a FAISS index: flat, hnsw (m, ef_construction), ivf_flat
     (nlist, nprobe), or the index's own type for the others."""
@@ -185,13 +235,16 @@ def describe_index(top) -> dict:
 
 def open_layout(path: Path, allow_lossy: bool = False):
     """(layout, metric name, top-level index type name)."""
-    top = read_index(path)
+    mapped = read_id_mapped(path) if path.is_file() else None
+    top = mapped[0] if mapped else read_index(path)
     dim, metric_type = top.d, top.metric_type
     if metric_type not in METRIC_NAMES:
         raise UnreadableStoreError(f"FAISS index {str(path)!r} uses metric type {metric_type}.",
                                    "only L2 and inner-product indexes can be migrated.")
     index, id_map, post = top, None, None
-    if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+    if mapped:  # `top` is the sub-index: its search gives positions, mapped to ids by the layout
+        id_map = mapped[1]
+    elif isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
         id_map = faiss.rev_swig_ptr(index.id_map.data(), index.ntotal) if index.ntotal else np.zeros(0, np.int64)
         index = faiss.downcast_index(index.index)
     if isinstance(index, faiss.IndexPreTransform):

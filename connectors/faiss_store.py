@@ -125,11 +125,12 @@ class FaissStore(FileBackedStore):
         self._lay()
         return [f for f in self._sidecar.fields if f != ORIGINAL_ID_KEY] if self._sidecar else []
 
-    def _batch(self, keys: np.ndarray, vectors: np.ndarray, cursor: Any, where: str) -> Batch:
+    def _batch(self, keys: np.ndarray, vectors: np.ndarray, cursor: Any, where: str, at: int | None = None) -> Batch:
+        """`at`: the index position of the first row, when the rows are consecutive (a scan)."""
         vectors = validate_vectors(vectors, self._layout.dim, where=where)
         if not self._sidecar:
             return Batch(keys.tolist(), vectors, None, cursor)
-        rows = self._sidecar.lookup(keys)
+        rows = self._sidecar.lookup(keys) if at is None else self._sidecar.rows_at(at, keys)
         ids, payloads = [], []
         for k, p in zip(keys.tolist(), rows):
             user_id, p = restore_original(k, p)
@@ -150,7 +151,7 @@ class FaissStore(FileBackedStore):
         while pos < stop:
             end = min(pos + batch_size, stop)
             keys, vectors = lay.read_range(pos, end)
-            yield self._batch(keys, vectors, {"pos": end}, f"{self.uri} rows {pos}..{end - 1}")
+            yield self._batch(keys, vectors, {"pos": end}, f"{self.uri} rows {pos}..{end - 1}", at=pos)
             pos = end
 
     def shards(self, n: int) -> list:
@@ -286,7 +287,7 @@ class FaissStore(FileBackedStore):
         q = validate_vectors(np.array(queries, dtype=np.float32), lay.dim, where="search queries")
         if self.metric == "cosine":  # a cosine store is an inner-product index over unit vectors
             q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        scores, keys = lay._owner.search(np.ascontiguousarray(q), int(k))
+        scores, keys = lay.search(np.ascontiguousarray(q), int(k))
         ids = []
         for row in keys:
             row = row[row >= 0]

@@ -1,16 +1,20 @@
 """Idempotent writes to a Parquet dataset folder of ours (see parquet_store for the layout).
 
-Design (simplest robust one): upserts go to an in-memory buffer keyed by id (the last write of an id wins).
+Design (simplest robust one that runs in bounded memory): upserts go to an in-memory buffer keyed by id
+(the last write of an id wins). When the buffer is full (spill_rows), and at flush(), it is written:
+  1. the buffer becomes one new part file (`part-NNNNNN.parquet`, row groups of 8,192 rows), not yet listed;
+  2. ids that already lived in older part files (listed, or written since the last flush) are taken out:
+     each affected file is rewritten without them (a new part name; the file keeps its place in the stream
+     order) or dropped when nothing is left.
 flush() then
-  1. writes the buffer as one new part file (`part-NNNNNN.parquet`, row groups of 8,192 rows);
-  2. for ids that already lived in older part files, rewrites each affected file without them (a new
-     part name; the file keeps its place in the stream order) or drops it when nothing is left;
   3. replaces `_v2v_meta.json` (the list of live files) atomically: the commit point;
   4. deletes the files that the new list no longer names.
 A crash before 3 leaves the previous dataset intact (unlisted files are swept at the next open for
-writing). The id -> part file index is built on first use by reading only the `id` columns.
-Cost of a flush: writing the new rows, plus rewriting the part files that held replaced ids (none in a
-fresh migration; a replayed batch touches one or two parts).
+writing). Which part holds an id is found in per-part sorted key files (connectors.parquet_keys), so
+memory does not grow with the dataset: a buffer of at most spill_rows rows, one part being written
+or rewritten, and 16 bytes per part file.
+Cost of a flush: writing the buffered rows, plus rewriting the part files that held replaced ids (none in
+a fresh migration; a replayed batch touches one or two parts).
 """
 from __future__ import annotations
 
@@ -27,9 +31,23 @@ from connectors.arrow_payloads import payload_table
 from connectors.base import Batch, validate_vectors
 from connectors.ids import fits_int64, normalize_id
 from connectors.errors import IdTypeError, StoreUsageError
+from connectors.parquet_keys import PartKeys
 
 META_NAME = "_v2v_meta.json"
 ROW_GROUP_ROWS = 8192
+# The buffer is written out as a part file (listed at the next flush) once it holds SPILL_BYTES of vectors
+# or SPILL_MAX_ROWS rows, whichever comes first: each buffered row also costs ~0.5-1 KB of Python objects
+# (its dict entry, vector view and payload dict), which the row cap bounds at small dimensions. 384-d
+# float32: parts of 40,960 rows (245 per 10M rows), few enough files, and one buffer is all a writer holds,
+# however far apart the flushes are.
+SPILL_BYTES = 64 << 20
+SPILL_MAX_ROWS = 65_536
+
+
+def spill_rows(dim: int) -> int:
+    """Rows per spilled part: at most SPILL_BYTES of vectors and SPILL_MAX_ROWS, in whole row groups."""
+    rows = min(SPILL_BYTES // (4 * max(int(dim), 1)), SPILL_MAX_ROWS)
+    return max(rows // ROW_GROUP_ROWS, 1) * ROW_GROUP_ROWS
 
 
 def _fsync_replace(tmp: Path, final: Path) -> None:
@@ -45,7 +63,9 @@ class ParquetWriter:
         self.id_col, self.vec_col = id_col, vec_col
         self.buffer: dict = {}  # id -> (vector row, payload dict)
         self.deleted: set = set()  # ids to drop from the part files at the next flush
-        self.location: dict | None = None  # id -> name of the part file holding it
+        self.keys: PartKeys | None = None  # which part holds an id (built on first use)
+        self.retired: list[str] = []  # listed files replaced since the last commit: deleted after it
+        self.spill_rows = spill_rows(self.dim)
         self.dirty = False
 
     @classmethod
@@ -66,6 +86,7 @@ class ParquetWriter:
         for p in root.iterdir():  # leftovers of a flush that crashed before its commit
             if (p.name.startswith("part-") and p.suffix == ".parquet" and p.name not in listed) or p.suffix == ".tmp":
                 p.unlink()
+        PartKeys(root, w.id_type).sweep(listed)
         return w
 
     def _write_meta(self) -> None:
@@ -74,13 +95,14 @@ class ParquetWriter:
         tmp.write_text(json.dumps(self.meta, indent=1))
         _fsync_replace(tmp, self.root / META_NAME)
 
-    def _index(self) -> dict:
-        if self.location is None:
-            self.location = {}
-            for name in self.files:  # later files win, as in upsert order
-                for x in pq.read_table(self.root / name, columns=[self.id_col]).column(0).to_pylist():
-                    self.location[x] = name
-        return self.location
+    def _index(self) -> PartKeys:
+        if self.keys is None:
+            self.keys = PartKeys(self.root, self.id_type)
+            for name in self.files:  # one part's id column at a time, only where its key file is missing
+                path = self.root / name
+                self.keys.load(name, pq.ParquetFile(str(path)).metadata.num_rows,
+                               lambda p=path: pq.read_table(p, columns=[self.id_col]).column(0).to_pylist())
+        return self.keys
 
     def _check_id(self, x):
         x = normalize_id(x)
@@ -116,7 +138,9 @@ class ParquetWriter:
         for x, v, p in rows:  # checked first: a bad id leaves the buffer untouched
             self.buffer[x] = (v, p)
             self.deleted.discard(x)
-        self.dirty = bool(self.buffer)
+        self.dirty = self.dirty or bool(rows)
+        if len(self.buffer) >= self.spill_rows:
+            self._write_buffer()
 
     def delete(self, ids) -> None:
         """Drop rows by id at the next flush (ids not held are ignored)."""
@@ -126,7 +150,7 @@ class ParquetWriter:
             if isinstance(x, kind):  # an id of the other type cannot be in this dataset
                 self.buffer.pop(x, None)
                 self.deleted.add(x)
-        self.dirty = bool(self.buffer or self.deleted)
+        self.dirty = self.dirty or bool(self.deleted)
 
     def _part_name(self) -> str:
         n = int(self.meta.get("next_part", 0))
@@ -144,11 +168,20 @@ class ParquetWriter:
         _fsync_replace(tmp, self.root / name)
         return name
 
-    def flush(self) -> None:
-        if not self.buffer and not self.deleted:
-            self.dirty = False
-            return
-        location = self._index()
+    def _retire(self, name: str) -> None:
+        """A file leaves the working list: a listed one stays on disk until the commit, an unlisted one
+        (written since the last flush) can go now."""
+        self.keys.forget(name)
+        if name in self.meta["files"]:
+            self.retired.append(name)
+        else:
+            (self.root / name).unlink(missing_ok=True)
+            self.keys.unlink(name)
+
+    def _write_buffer(self) -> None:
+        """Steps 1-2 of the module doc: the buffer becomes an unlisted part; older copies of its ids and the
+        deleted ids leave their part files."""
+        keys = self._index()
         ids = list(self.buffer)
         id_type = pa.int64() if self.id_type == "int" else pa.string()
         new_part = None
@@ -158,34 +191,36 @@ class ParquetWriter:
                     self.vec_col: pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), self.dim)}
             table = payload_table(base, [self.buffer[x][1] for x in ids], len(ids),
                                   reserved=(self.id_col, self.vec_col))
+            del vectors, base
             new_part = self._write_part(table)
-
-        # Rows that leave their part file: replaced by the new part, or deleted.
-        stale: dict[str, list] = {}
-        for x in [*ids, *self.deleted]:
-            if x in location:
-                stale.setdefault(location[x], []).append(x)
-        files, moved, obsolete = list(self.files), {}, []
-        for name, xs in stale.items():
+            del table
+        gone = [*ids, *self.deleted]  # rows that leave their part file: replaced by the new part, or deleted
+        for name, at in keys.holders(keys.keys_of(gone)).items():
             old = pq.read_table(self.root / name)
-            keep = old.filter(pc.invert(pc.is_in(old.column(self.id_col), value_set=pa.array(xs, type=id_type))))
-            obsolete.append(name)
+            xs = pa.array([gone[i] for i in at.tolist()], type=id_type)
+            keep = old.filter(pc.invert(pc.is_in(old.column(self.id_col), value_set=xs)))
+            if keep.num_rows == old.num_rows:
+                continue  # only a hash collision of string ids: nothing to take out
+            self._retire(name)
             if keep.num_rows:
-                moved[name] = (self._write_part(keep), keep.column(self.id_col).to_pylist())
-                files[files.index(name)] = moved[name][0]
+                moved = self._write_part(keep)
+                keys.add(moved, keep.column(self.id_col).to_pylist())
+                self.files[self.files.index(name)] = moved
             else:
-                files.remove(name)
-        self.files = files + ([new_part] if new_part else [])
-        self._write_meta()  # commit
-        for name in obsolete:
-            (self.root / name).unlink(missing_ok=True)
-        for name, (new_name, kept) in moved.items():
-            for x in kept:
-                location[x] = new_name
-        for x in self.deleted:
-            location.pop(x, None)
-        for x in ids:
-            location[x] = new_part
+                self.files.remove(name)
+        if new_part:
+            keys.add(new_part, ids)
+            self.files.append(new_part)
         self.buffer.clear()
         self.deleted.clear()
+
+    def flush(self) -> None:
+        if not self.dirty:
+            return
+        self._write_buffer()
+        self._write_meta()  # commit
+        for name in self.retired:
+            (self.root / name).unlink(missing_ok=True)
+            self.keys.unlink(name)
+        self.retired.clear()
         self.dirty = False
