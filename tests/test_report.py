@@ -332,3 +332,40 @@ def test_recall_curve_matches_brute_force():
             hits += len(set(np.argsort(-st)[:k]) & set(np.argsort(-sp)[:k]))
         assert curve[k - 1] == pytest.approx(hits / (len(q) * k))
     assert np.allclose(rm.recall_curve(y[q], q, y, y, "cosine", max_k=20), 1.0)
+
+
+def test_after_apply_page_escapes_hostile_string_ids_and_payloads(data, tmp_path):
+    """The after-apply page: string ids and payloads carrying markup reach every table it adds (bad rows with
+    their source payloads, missing ids, sampled rows) escaped, never as markup."""
+    import html as html_lib
+
+    n = 300
+    ids = [f'<img src=x onerror="alert({i})">&id-{i}' for i in range(n)]
+    payloads = [{"text": f"{EVIL} row {i}", "note": f"</td><script>steal({i})</script>"} for i in range(n)]
+    src, dest = f"faiss:{tmp_path / 'src.faiss'}", f"parquet:{tmp_path / 'dest'}"
+    with open_store(src) as s:
+        s.create(384, "cosine", id_type="str")
+        s.upsert(Batch(ids, data["old"][:n], payloads))
+        s.flush()
+    _apply(data["translators"]["fitted"], src, dest, str(tmp_path / "state"))
+    with open_store(dest) as d:  # one row tampered (vector and payload), one deleted
+        row = d.get([ids[7]])
+        d.upsert(Batch([ids[7]], row.vectors * np.float32(-1.0), [{"text": "changed <b>"}]))
+        d.delete([ids[11]])
+        d.flush()
+    out = tmp_path / "report"
+    r = build_report(translator_dir=data["translators"]["fitted"], source_uri=src, dest_uri=dest, out_dir=out,
+                     sample_size=n, thresholds={"require_pairs": 0})
+    rows = r["integrity"]["rows"]
+    assert [b["id"] for b in rows["bad_rows"]] == [ids[7]] and rows["missing_ids"] == [ids[11]]
+    assert r["verdict"]["decision"] == "no-go"
+    page = (out / "report.html").read_text()
+    body = page.split("<h2>Destination integrity</h2>", 1)[1]
+    bad_table = body.split("<h2>", 1)[0]
+    assert f"<td class=mono>{html_lib.escape(ids[7])}</td>" in bad_table  # the bad row's id...
+    assert html_lib.escape(json.dumps(payloads[7], ensure_ascii=False)) in bad_table  # ...with its source payload
+    assert f"<code>{html_lib.escape(ids[11])}</code>" in bad_table  # the missing id
+    sampled = body.split("<h2>Sampled source rows</h2>", 1)[1]
+    assert r["sample_rows"] and all(f"<td class=mono>{html_lib.escape(x['id'])}</td>" in sampled for x in r["sample_rows"])
+    for raw in ("<img", "<script", "onerror=\"", "</td><script>", EVIL):
+        assert raw not in page, raw
