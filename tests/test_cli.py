@@ -3,15 +3,12 @@ ONE line `error: ... Fix: ...` on stderr and no traceback (in-process for speed,
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _workflow_helpers import cli_env, fit_translator, need_data, rows_of, run_cli, write_store
+from _workflow_helpers import cli_env, console_script, fit_translator, need_data, rows_of, write_store
 import shared_data
 from v2v_migrate.cli import main
 
@@ -124,15 +121,6 @@ def test_error_paths_print_one_line_with_the_fix_and_no_traceback(world, capsys,
     assert lines[0].startswith("error: ") and "Fix:" in lines[0] and "Traceback" not in err
     assert needle in lines[0]
     assert not (world["root"] / "never.faiss").exists()  # a refused apply wrote nothing
-
-
-def console_script() -> str:
-    """The installed `v2v-migrate` entry point: next to this interpreter (the venv's bin), else on PATH."""
-    here = Path(sys.executable).parent / "v2v-migrate"
-    found = str(here) if here.is_file() else shutil.which("v2v-migrate")
-    if not found:
-        pytest.skip("the v2v-migrate console script is not installed (pip install -e .)")
-    return found
 
 
 def test_console_script_errors_without_traceback(world):
