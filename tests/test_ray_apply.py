@@ -54,9 +54,9 @@ def translator_dir(work):
     rows = shared_data.split()["A"][:2000]
     x, y = shared_data.embeddings("minilm", rows), shared_data.embeddings("e5", rows)
     w = np.linalg.solve(x.T @ x + 1e-3 * np.eye(x.shape[1], dtype=np.float32), x.T @ y).astype(np.float32)
-    zeros = np.zeros(w.shape[0], np.float32)
     path = work / "translator"
-    linear_translator(w, zeros, np.zeros(w.shape[1], np.float32), {"method": "lstsq-test", "output_norm": 1.0}).save(path)
+    no_mean = np.zeros(w.shape[0], np.float32)  # 384 -> 384: no centring on either side
+    linear_translator(w, no_mean, no_mean, {"method": "lstsq-test", "output_norm": 1.0}).save(path)
     np.save(work / "reference_w.npy", w)
     return str(path)
 

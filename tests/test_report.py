@@ -141,7 +141,8 @@ def test_dry_run_writes_nothing_and_measures_quality(data):
     for key in ("retention", "status_quo", "top1", "mean_cosine"):
         assert q[key] == pytest.approx(want[key], abs=1e-5), key
     assert q["known_item"]["top1"] == pytest.approx(want["known_item_top1"], abs=1e-5)
-    assert len(q["recall_curve"]["recall"]) == 100 and q["recall_curve"]["recall"][9] == pytest.approx(want["retention"], abs=1e-5)
+    curve = q["recall_curve"]["recall"]
+    assert len(curve) == 100 and curve[9] == pytest.approx(want["retention"], abs=1e-5)
     assert saved["health"]["non_finite_rows"] == 0
     assert set(saved["verdict"]) >= {"decision", "go", "reasons", "checks"}
 
