@@ -82,8 +82,8 @@ def test_locally_missing_data_is_a_skip_with_its_reason(suite):
     assert out.count("shared reference data not found") == 3 and "no GPU here" in out
 
 
-@pytest.mark.parametrize("ci", ["true", "1"])
-def test_under_ci_missing_data_fails(suite, ci):
+def test_under_ci_missing_data_fails(suite):
+    ci = "true"
     # as CI runs it: the module-level skip is now a collection error, which stops the run (exit 2)
     res = _pytest(suite, ci)
     assert res.returncode == 2 and "Interrupted: 1 error during collection" in res.stdout, res.stdout
@@ -103,3 +103,15 @@ def test_under_ci_missing_data_fails(suite, ci):
 def test_ci_false_means_local(suite):
     res = _pytest(suite, "false")
     assert res.returncode == 0 and "1 passed, 4 skipped" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("value, ci", [("true", True), ("1", True), ("TRUE", True), ("yes", True),
+                                       ("", False), ("0", False), ("false", False), ("no", False), (None, False)])
+def test_what_counts_as_ci(monkeypatch, value, ci):
+    import shared_data
+
+    if value is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", value)
+    assert shared_data.in_ci() is ci
