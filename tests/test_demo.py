@@ -3,6 +3,7 @@ included; and the demo from a non-editable `pip install` of this checkout, run o
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -90,21 +91,23 @@ def test_pip_install_non_editable_then_demo_outside_the_checkout(tmp_path):
         shutil.copy(repo / name, src / name)
     for name in ("v2v_migrate", "connectors", "translators"):
         shutil.copytree(repo / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    # the fresh venv must see only what it installed: a PYTHONPATH (e.g. a checkout put first) would leak in
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
     site = subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   text=True).strip()
+                                   text=True, env=env).strip()
     Path(site, "zz_v2v_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
                     "--no-build-isolation", "--no-index", str(src)], check=True, cwd=tmp_path)
     shutil.rmtree(src)  # the installed package must not need the sources
     where = subprocess.check_output([str(py), "-c", "import v2v_migrate; print(v2v_migrate.__file__)"],
-                                    text=True, cwd=tmp_path).strip()
+                                    text=True, cwd=tmp_path, env=env).strip()
     assert where.startswith(site), where
 
     run = subprocess.run([str(venv / "bin" / "v2v-migrate"), "demo", "--out", "demo", "--rows", "600", "--json"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=900)
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)
     assert result["source_count"] == 600 and result["dest_count"] == 600
