@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -135,3 +136,12 @@ def wait_for_progress(state: Path, min_rows: int, proc: subprocess.Popen, timeou
         time.sleep(0.1)
     proc.kill()
     raise AssertionError(f"no checkpoint with {min_rows} rows within {timeout}s")
+
+
+def console_script() -> str:
+    """The installed `v2v-migrate` entry point (what users type): next to this interpreter, else on PATH."""
+    here = Path(sys.executable).parent / "v2v-migrate"
+    found = str(here) if here.is_file() else shutil.which("v2v-migrate")
+    if not found:
+        pytest.skip("the v2v-migrate console script is not installed (pip install -e .)")
+    return found

@@ -1,7 +1,8 @@
 """Generic fixtures: real vectors from the shared reference data, and payloads of every supported type.
 
-Tests that need the shared data skip (not fail) where it is absent; see benchmarks/shared_data.py (the
-benchmarks' own reader, appended to sys.path here: after the packages, so nothing there shadows them).
+Tests that need the shared data skip where it is absent, with the reason; under CI (CI=true) that skip is a
+failure instead (see pytest_runtest_makereport below). benchmarks/shared_data.py is the benchmarks' own reader,
+appended to sys.path here: after the packages, so nothing there shadows them.
 """
 from __future__ import annotations
 
@@ -20,7 +21,38 @@ import shared_data  # noqa: E402
 
 def _require_shared_data() -> None:
     if shared_data.data_root() is None:
-        pytest.skip("shared reference data not found (set V2V_SHARED_DATA to the folder holding pypi/)")
+        pytest.skip(f"{shared_data.MISSING} (set V2V_SHARED_DATA to the folder holding pypi/)")
+
+
+# -- CI: missing shared data fails -------------------------------------------------------------------------
+# Every test that needs ../shared/data skips with a reason naming it (shared_data.MISSING, or "shared data has
+# only N rows"), whichever way it skips: a fixture, a skipif mark, a module-level skip. Locally that is right
+# (a checkout without the data still runs the rest); under CI it would silently run a fraction of the suite,
+# so those skips, and only those, become failures there.
+_DATA_SKIPS = (shared_data.MISSING, "shared data has only")
+
+
+def _fail_missing_data_under_ci(report) -> None:
+    if not (report.skipped and shared_data.in_ci()):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(s in reason for s in _DATA_SKIPS):
+        report.outcome = "failed"
+        report.longrepr = (f"CI is set and the shared reference data is missing ({reason.removeprefix('Skipped: ')}): "
+                           "under CI that is a failure, not a skip. Fix: provide ../shared/data or set "
+                           "V2V_SHARED_DATA to the folder holding pypi/.")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_missing_data_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_missing_data_under_ci(outcome.get_result())
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,12 @@ ONE line `error: ... Fix: ...` on stderr and no traceback (in-process for speed,
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
 
-from _workflow_helpers import fit_translator, need_data, rows_of, run_cli, write_store
+from _workflow_helpers import cli_env, console_script, fit_translator, need_data, rows_of, write_store
 import shared_data
 from v2v_migrate.cli import main
 
@@ -123,10 +124,15 @@ def test_error_paths_print_one_line_with_the_fix_and_no_traceback(world, capsys,
 
 
 def test_console_script_errors_without_traceback(world):
+    """The real console script (what users type), not `python -m`: its wrapper calls main() and exits with
+    main's code; PYTHONPATH puts this checkout first, so the script runs this code."""
+    script = console_script()
     for argv, code, needle in [_cases(world)["NaN source"], _cases(world)["bad plan file"]]:
-        res = run_cli(argv, world["root"])
+        res = subprocess.run([script, *argv], cwd=world["root"], env=cli_env(), capture_output=True, text=True,
+                             timeout=300)
         assert res.returncode == code and "Traceback" not in res.stderr
         assert res.stderr.strip().startswith("error: ") and needle in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
 @pytest.mark.parametrize("command", COMMANDS)

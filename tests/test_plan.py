@@ -88,11 +88,13 @@ def test_plan_finds_pairs_by_id_and_train_then_apply_accept_the_plan(stores, tmp
 
 
 def test_method_choice_follows_the_number_of_known_pairs():
-    from v2v_migrate.training import SUPERVISED_PAIRS, choose_method
+    from v2v_migrate.training import choose_method
 
-    assert choose_method(0)[0] == "auto" and "--pairs" in choose_method(0)[1]
-    assert choose_method(SUPERVISED_PAIRS - 1)[0] == "auto"
-    assert choose_method(SUPERVISED_PAIRS)[0] == "ridge"
+    # docs/results.md, "Known pairs": `auto` anchored by them below 3,000 pairs, `ridge` from 3,000 on
+    assert choose_method(0)[0] == "auto" and "--pairs" in choose_method(0)[1] and "--encoder" in choose_method(0)[1]
+    assert choose_method(1)[0] == "auto" and "under 3,000" in choose_method(1)[1]
+    assert choose_method(2999)[0] == "auto"
+    assert choose_method(3000)[0] == "ridge" and choose_method(50_000)[0] == "ridge"
 
 
 def test_train_with_a_pairs_file(stores, tmp_path):

@@ -80,7 +80,31 @@ def data(tmp_path_factory):
     pq.write_table(pa.table({"id": list(range(600)), "source": [list(map(float, v)) for v in old[:600]],
                              "target": [list(map(float, v)) for v in new_all[:600]]}), pairs_file)
     return {"root": root, "stores": stores, "translators": trs, "pairs": str(pairs_file), "old": old,
-            "new": new_all}
+            "new": new_all, "w": w}
+
+
+def _unit(v):
+    v = np.asarray(v, np.float64)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _brute_quality(x, y, pred) -> dict:
+    """The report's quality figures recomputed by brute force (full similarity matrices, argsort), every row a
+    query: an independent second implementation of the definitions in v2v_migrate/report_quality.py."""
+    ux, uy, up = _unit(x), _unit(y), _unit(pred)
+    n, eye = len(y), np.eye(len(y), dtype=bool)
+
+    def top10(s):
+        s = np.where(eye, -np.inf, s)
+        return np.argsort(-s, axis=1)[:, :10]
+
+    truth, found, old = top10(uy @ uy.T), top10(uy @ up.T), top10(ux @ ux.T)
+    kept = [len(set(t) & set(f)) / 10 for t, f in zip(truth, found)]
+    sq = [len(set(t) & set(o)) / 10 for t, o in zip(truth, old)]
+    return {"retention": float(np.mean(kept)), "status_quo": float(np.mean(sq)),
+            "top1": float(np.mean(np.argmax(up @ uy.T, axis=1) == np.arange(n))),
+            "known_item_top1": float(np.mean(np.argmax(uy @ up.T, axis=1) == np.arange(n))),
+            "mean_cosine": float(np.mean(np.sum(up * uy, axis=1))), "cosines": np.sum(up * uy, axis=1)}
 
 
 def _snapshot(root: Path) -> dict:
@@ -109,7 +133,16 @@ def test_dry_run_writes_nothing_and_measures_quality(data):
     # a supervised linear l3 -> minilm map: clearly better than chance, far from perfect
     assert q["top1"] > 0.8 and 0.5 < q["mean_cosine"] < 0.95
     assert 0.2 < q["retention"] < 0.9
-    assert len(q["recall_curve"]["recall"]) == 100 and q["recall_curve"]["recall"][9] == pytest.approx(q["retention"])
+    # the figures against brute force on the same pairs (ids N/2..N-1, all 600 of them queries)
+    ids = np.arange(N // 2, N)
+    x, y = data["old"][ids], data["new"][ids]
+    want = _brute_quality(x, y, x @ data["w"])
+    assert q["queries"] == N // 2
+    for key in ("retention", "status_quo", "top1", "mean_cosine"):
+        assert q[key] == pytest.approx(want[key], abs=1e-5), key
+    assert q["known_item"]["top1"] == pytest.approx(want["known_item_top1"], abs=1e-5)
+    curve = q["recall_curve"]["recall"]
+    assert len(curve) == 100 and curve[9] == pytest.approx(want["retention"], abs=1e-5)
     assert saved["health"]["non_finite_rows"] == 0
     assert set(saved["verdict"]) >= {"decision", "go", "reasons", "checks"}
 
@@ -193,9 +226,66 @@ def test_html_is_self_contained_and_escapes_payloads(data):
     assert EVIL not in page and "<script" not in page.lower()  # ...the page never as markup
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5
     assert "<link" not in page and "src=" not in page and "@import" not in page  # nothing fetched
-    # translation vs status quo vs re-embed, cosine histogram, rank CDF, recall@k curve, neighbourhood overlap,
-    # and the strategy comparison's two: retention by strategy, retention as re-embedding progresses
-    assert page.count("<svg") == 7 and "status quo" in page
+    # translation vs status quo vs re-embed, cosine histogram, rank CDF, recall@k curve, neighbourhood overlap:
+    # each plot parsed and its marks checked against figures recomputed by brute force
+    ids = np.arange(N // 2, N)
+    want = _brute_quality(data["old"][ids], data["new"][ids], data["old"][ids] @ data["w"])
+    _check_plots(page, want, r["health"]["neighbour_overlap"]["hist"])
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _check_plots(page: str, want: dict, overlap_hist: dict) -> None:
+    import re
+    import xml.etree.ElementTree as ET
+
+    from v2v_migrate.report_html import H, PAD_B, PAD_T
+
+    svgs = {}
+    chunks = re.findall(r"<svg .*?</svg>", page, flags=re.S)
+    for chunk in chunks:
+        el = ET.fromstring(chunk)  # well-formed XML, or this raises
+        svgs[el.find(SVG + "title").text] = el
+    # five quality plots, and the strategy comparison's two (retention by strategy, by re-embedded share)
+    assert len(chunks) == len(svgs) == 7, sorted(svgs)
+    ph = H - PAD_T - PAD_B
+
+    # retention vs status quo vs re-embed: bar lengths in proportion, labels with the brute-force figures
+    bars = svgs["Share of the true top-10 kept (recall@10)"]
+    widths = {r.find(SVG + "title").text.split(":")[0]: float(r.get("width")) for r in bars.iter(SVG + "rect")}
+    assert set(widths) == {"translation", "status quo", "re-embed"}
+    assert widths["translation"] / widths["re-embed"] == pytest.approx(want["retention"], abs=0.003)
+    assert widths["status quo"] / widths["re-embed"] == pytest.approx(want["status_quo"], abs=0.003)
+    labels = [t.text for t in bars.iter(SVG + "text")]
+    assert f"{want['retention']:.3f}" in labels and f"{want['status_quo']:.3f}" in labels and "1.000" in labels
+
+    # cosine histogram: one bar per bin, its count (tooltip) the brute-force count, heights in proportion
+    counts, _ = np.histogram(np.clip(want["cosines"], -0.2, 1.0), bins=48, range=(-0.2, 1.0))
+    rects = list(svgs["cos(translated, true new-model vector)"].iter(SVG + "rect"))
+    shown = [int(r.find(SVG + "title").text.rsplit(": ", 1)[1]) for r in rects]
+    assert shown == counts.tolist() and sum(shown) == N // 2
+    tallest = max(float(r.get("height")) for r in rects)
+    for r, c in zip(rects, counts):
+        assert float(r.get("height")) == pytest.approx(tallest * c / counts.max(), abs=0.1)
+
+    def curve(title):
+        line = next(svgs[title].iter(SVG + "polyline"))
+        return [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+
+    def share(py):  # a point's y pixel back to the plotted value on the 0..1 axis
+        return 1 - (py - PAD_T) / ph
+
+    recall = curve("recall@k of new-model queries")
+    assert len(recall) == 100 and share(recall[9][1]) == pytest.approx(want["retention"], abs=0.002)
+    assert all(a[0] < b[0] for a, b in zip(recall, recall[1:]))  # k increases left to right
+    cdf = curve(f"Rank of the true vector among {N // 2} candidates (CDF)")
+    assert len(cdf) == 100 and share(cdf[0][1]) == pytest.approx(want["top1"], abs=0.002)
+    assert all(share(a[1]) <= share(b[1]) + 1e-9 for a, b in zip(cdf, cdf[1:]))  # a CDF never falls
+
+    overlap = svgs["Top-10 neighbourhood overlap, source vs translated"]
+    shown = [int(r.find(SVG + "title").text.rsplit(": ", 1)[1]) for r in overlap.iter(SVG + "rect")]
+    assert shown == overlap_hist["counts"] and sum(shown) > 0
 
 
 def _apply(translator_dir, source_uri, dest_uri, state_dir):
@@ -245,3 +335,40 @@ def test_recall_curve_matches_brute_force():
             hits += len(set(np.argsort(-st)[:k]) & set(np.argsort(-sp)[:k]))
         assert curve[k - 1] == pytest.approx(hits / (len(q) * k))
     assert np.allclose(rm.recall_curve(y[q], q, y, y, "cosine", max_k=20), 1.0)
+
+
+def test_after_apply_page_escapes_hostile_string_ids_and_payloads(data, tmp_path):
+    """The after-apply page: string ids and payloads carrying markup reach every table it adds (bad rows with
+    their source payloads, missing ids, sampled rows) escaped, never as markup."""
+    import html as html_lib
+
+    n = 300
+    ids = [f'<img src=x onerror="alert({i})">&id-{i}' for i in range(n)]
+    payloads = [{"text": f"{EVIL} row {i}", "note": f"</td><script>steal({i})</script>"} for i in range(n)]
+    src, dest = f"faiss:{tmp_path / 'src.faiss'}", f"parquet:{tmp_path / 'dest'}"
+    with open_store(src) as s:
+        s.create(384, "cosine", id_type="str")
+        s.upsert(Batch(ids, data["old"][:n], payloads))
+        s.flush()
+    _apply(data["translators"]["fitted"], src, dest, str(tmp_path / "state"))
+    with open_store(dest) as d:  # one row tampered (vector and payload), one deleted
+        row = d.get([ids[7]])
+        d.upsert(Batch([ids[7]], row.vectors * np.float32(-1.0), [{"text": "changed <b>"}]))
+        d.delete([ids[11]])
+        d.flush()
+    out = tmp_path / "report"
+    r = build_report(translator_dir=data["translators"]["fitted"], source_uri=src, dest_uri=dest, out_dir=out,
+                     sample_size=n, thresholds={"require_pairs": 0})
+    rows = r["integrity"]["rows"]
+    assert [b["id"] for b in rows["bad_rows"]] == [ids[7]] and rows["missing_ids"] == [ids[11]]
+    assert r["verdict"]["decision"] == "no-go"
+    page = (out / "report.html").read_text()
+    body = page.split("<h2>Destination integrity</h2>", 1)[1]
+    bad_table = body.split("<h2>", 1)[0]
+    assert f"<td class=mono>{html_lib.escape(ids[7])}</td>" in bad_table  # the bad row's id...
+    assert html_lib.escape(json.dumps(payloads[7], ensure_ascii=False)) in bad_table  # ...with its source payload
+    assert f"<code>{html_lib.escape(ids[11])}</code>" in bad_table  # the missing id
+    sampled = body.split("<h2>Sampled source rows</h2>", 1)[1]
+    assert r["sample_rows"] and all(f"<td class=mono>{html_lib.escape(x['id'])}</td>" in sampled for x in r["sample_rows"])
+    for raw in ("<img", "<script", "onerror=\"", "</td><script>", EVIL):
+        assert raw not in page, raw

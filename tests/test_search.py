@@ -53,6 +53,13 @@ def test_search_matches_brute_force(vectors, tmp_path, scheme, uri, string_ids, 
     recall = np.mean([len(set(f) & t) / K for f, t in zip(found, truth)])
     assert recall >= min_recall
     assert all(np.all(np.diff(np.asarray(sc, float)) <= 1e-6) for sc in scores)  # best first
+    # each score is the hit's cosine similarity to the query (sign and scale included), computed here by hand
+    row_of = {x: i for i, x in enumerate(ids)}
+    d = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    for j, (f, sc) in enumerate(zip(found, scores)):
+        want = d[[row_of[x] for x in f]] @ q[j]
+        np.testing.assert_allclose(np.asarray(sc, float), want, atol=2e-3)
 
 
 def test_ann_recall_uses_the_engine_and_parquet_says_it_has_none(vectors, tmp_path):

@@ -69,15 +69,27 @@ def test_early_stopping_fires_on_a_plateau(data):
 
 
 def test_early_stopping_restores_the_best_weights(data):
-    from translators.losses import csls_criterion
+    """The returned translator is the network as it was at the best evaluation, not the last one: a monitor
+    records the network's outputs at every evaluation (it never steers training), and the translator must
+    reproduce the best evaluation's outputs exactly and differ from the last one's."""
+    x, outputs = data["test_source"], []
 
-    t = _fit(data, seed=1, max_steps=12, eval_every=3, patience=100, lr=1e-3)
+    def record(network):
+        outputs.append(network(x))
+        return {}
+
+    t = _fit(data, seed=1, max_steps=12, eval_every=3, patience=100, lr=1e-3, monitor=record)
     hist = t.metrics["history"]
-    best = max(hist, key=lambda e: e["score"])
-    assert t.metrics["health"]["best_step"] == best["step"]
+    scores = [e["score"] for e in hist]
+    best = int(np.argmax(scores))
+    assert [e["step"] for e in hist] == [3, 6, 9, 12] and len(outputs) == 4
+    assert best != len(hist) - 1, f"seed 1 no longer peaks before the end ({scores}): pick a seed that does"
+    assert t.metrics["health"]["best_step"] == hist[best]["step"] == 3 * (best + 1)
     assert t.metrics["health"]["stopped_early"] is False and t.metrics["health"]["steps"] == 12
-    assert len(hist) == 4 and np.isfinite([e["loss"] for e in hist]).all()
-    assert csls_criterion  # the criterion the trainer used is importable for reuse
+    got = t(x)
+    np.testing.assert_allclose(got, outputs[best], atol=1e-6)       # the best evaluation's weights...
+    assert np.abs(got - outputs[-1]).max() > 1e-3                  # ...not the last step's
+    assert t.metrics["health"]["score"] == pytest.approx(scores[best], abs=1e-6)  # re-evaluated after restoring
 
 
 def test_save_load_gives_bit_identical_outputs(data, tmp_path):

@@ -57,7 +57,7 @@ def _split_kv(s: str):
 
 
 def _check(name, value, op, threshold, what, reason=None) -> dict:
-    ok = value is not None and (value >= threshold if op == ">=" else value <= threshold)
+    ok = value is not None and threshold is not None and (value >= threshold if op == ">=" else value <= threshold)
     return {"name": name, "value": value, "op": op, "threshold": threshold, "passed": bool(ok), "what": what,
             "reason": reason}
 
