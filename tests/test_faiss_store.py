@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -364,11 +365,6 @@ def test_payload_types_that_change_between_batches(tmp_path, real_vectors):
     assert [type(p["a"]) for p in got[::10]] == [int, float, int, str, type(None)]
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1]) / 1024
-
-
 @pytest.mark.skipif(not hasattr(faiss, "IO_FLAG_MMAP_IFC"), reason="faiss without IO_FLAG_MMAP_IFC")
 def test_large_index_is_memory_mapped_not_loaded(tmp_path, real_vectors):
     x = real_vectors(40_000)  # 61 MiB of float32 in the file
@@ -376,8 +372,12 @@ def test_large_index_is_memory_mapped_not_loaded(tmp_path, real_vectors):
     index.add(x)
     faiss.write_index(index, str(tmp_path / "big.index"))
     del index
-    before = _rss_mib()
     s = open_store(f"faiss:{tmp_path}/big.index")
     first = next(s.iter_batches(1000))
     assert s.count() == 40_000 and first.vectors.tobytes() == x[:1000].tobytes()
-    assert _rss_mib() - before < 30, "opening the index loaded it into memory instead of mapping it"
+    # The file itself is mapped into this process (the kernel's own list of mappings), so its pages are
+    # file-backed and droppable, not a heap copy. Memory figures belong to benchmarks/apply.py.
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("no /proc/self/maps on this OS to tell a mapped file from a loaded one")
+    assert str((tmp_path / "big.index").resolve()) in maps.read_text(), "the index was loaded, not mapped"
