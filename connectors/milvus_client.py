@@ -15,7 +15,7 @@ from typing import Any, Callable
 from connectors.base import Store
 from connectors.credentials import milvus_token, redact
 from connectors.errors import (
-    ConnectorError, StoreLockedError, StoreNotFoundError, TransientStoreError, UnreadableStoreError,
+    ConnectorError, StoreLockedError, StoreNotFoundError, StoreUsageError, TransientStoreError, UnreadableStoreError,
 )
 from connectors.milvus_schema import describe_collection
 from connectors.retry import describe, is_transient
@@ -155,6 +155,29 @@ class MilvusBase(Store):
             if getattr(state, "name", str(state)) != "Loaded":
                 self._call("load_collection", lambda c: c.load_collection(self.collection))
             self._loaded = True
+
+    # -- state kept with the collection: its properties (connectors.state) -------------------------
+    keeps_state = True
+
+    def read_state(self, key: str) -> dict | None:
+        from connectors.state import PREFIX, check_key, decode
+
+        check_key(key)
+        if not self.exists():
+            return None
+        info = self._call("describe_collection", lambda c: c.describe_collection(self.collection))
+        return decode(key, (info.get("properties") or {}).get(PREFIX + key), f"Milvus collection {self.uri}")
+
+    def write_state(self, key: str, value: dict | None) -> None:
+        from connectors.state import PREFIX, encode
+
+        text, name = encode(key, value), PREFIX + key
+        if text is None:
+            self._call("drop_collection_properties", lambda c: c.drop_collection_properties(
+                self.collection, property_keys=[name]), StoreUsageError)
+        else:  # one metadata write: atomic, and durable without a flush
+            self._call("alter_collection_properties", lambda c: c.alter_collection_properties(
+                self.collection, properties={name: text}), StoreUsageError)
 
     def close(self) -> None:
         if self._client_obj is not None:
