@@ -1,18 +1,16 @@
-"""Test helper (not a test module): a real `apply` whose translator pauses, run as its own process.
+"""Test helper (not a test module): the real `v2v-migrate` CLI, paused mid-run, in its own process.
 
 The translator is the real one, wrapped: it translates the first K batches, then writes GATE/paused and
 blocks until GATE/go exists. A test waits for `paused` (a state this run reports), so it knows the run is
-mid-way, then kills it (SIGKILL, SIGINT) or starts a second apply; no sleep decides when. The same
-fingerprint as the real translator: a rerun with the real CLI is the same migration.
+mid-way, then kills it (SIGKILL, SIGINT) or starts a second apply: no sleep decides when. The wrapper keeps
+the real translator's fingerprint, so a rerun with the plain CLI is the same migration.
+With K written as `upsert:K`, the destination's connector pauses instead, before its (K+1)-th upsert: the
+Ray engine translates in its actors, but upserts in this process.
 
-    python tests/_paused_apply.py TRANSLATOR_DIR SOURCE DEST GATE K [--state-dir D] [--batch-size N]
-        [--commit-seconds S] [--lease-seconds T]
-Prints the apply's JSON summary; errors print `error: ...` and exit with the CLI's exit code.
+    python tests/_paused_apply.py GATE K apply --translator DIR --source URI --dest URI ...
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,36 +25,44 @@ class PausingTranslator:
         self.calls += 1
         if self.calls == self.pause_after + 1:
             (self.gate / "paused").write_text(str(self.pause_after))
-            while not (self.gate / "go").exists():  # the test releases it (or kills this process)
+            while not (self.gate / "go").exists():  # the test releases it, or kills this process
                 time.sleep(0.01)
         return self.real(x)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    for name in ("translator", "source", "dest", "gate"):
-        p.add_argument(name)
-    p.add_argument("pause_after", type=int)
-    p.add_argument("--state-dir")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--commit-seconds", type=float, default=0.0)
-    p.add_argument("--lease-seconds", type=float, default=60.0)
-    a = p.parse_args()
-    from v2v_migrate import load_translator
-    from v2v_migrate.apply import apply_migration
-    from v2v_migrate.errors import KNOWN_ERRORS, exit_code
+def pause_upserts(dest_uri: str, gate: Path, pause_after: int) -> None:
+    import importlib
 
-    gate = Path(a.gate)
+    import connectors
+
+    module, name = connectors._REGISTRY[connectors.split_uri(dest_uri)[0]]
+    cls = getattr(importlib.import_module(module), name)
+    real_upsert, calls = cls.upsert, [0]
+
+    def upsert(self, batch):
+        calls[0] += 1
+        if calls[0] == pause_after + 1:
+            (gate / "paused").write_text(str(pause_after))
+            while not (gate / "go").exists():
+                time.sleep(0.01)
+        return real_upsert(self, batch)
+
+    cls.upsert = upsert
+
+
+def main() -> int:
+    gate, pause, argv = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     gate.mkdir(parents=True, exist_ok=True)
-    translator = PausingTranslator(load_translator(a.translator), gate, a.pause_after)
-    try:
-        out = apply_migration(None, a.source, a.dest, translator=translator, batch_size=a.batch_size,
-                              state_dir=a.state_dir, commit_seconds=a.commit_seconds, lease_seconds=a.lease_seconds)
-    except KNOWN_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return exit_code(e)
-    print(json.dumps(out, default=str))
-    return 130 if out.get("interrupted") else 0
+    import v2v_migrate.preflight as preflight
+    from v2v_migrate.cli import main as cli_main
+
+    if pause.startswith("upsert:"):
+        pause_upserts(argv[argv.index("--dest") + 1], gate, int(pause.split(":")[1]))
+    else:
+        real_load = preflight.load_translator
+        preflight.load_translator = lambda path, device="auto": PausingTranslator(real_load(path, device), gate,
+                                                                                  int(pause))
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -184,6 +184,8 @@ def apply(plan: Optional[Path] = PlanOpt,
           ids: Optional[Path] = typer.Option(None, help="Only the ids listed in this file, one per line."),
           drop_vector: Optional[List[str]] = DropOpt,
           max_rate: Optional[float] = typer.Option(None, help="Write at most this many vectors per second."),
+          lease_seconds: float = typer.Option(60.0, help="Server destinations: lease time to live (renewed "
+                                              "while running; a dead holder's lease is taken over after it)."),
           source_option: Optional[List[str]] = SrcOpt, dest_option: Optional[List[str]] = DstOpt,
           as_json: bool = JsonOpt):
     """Translate every source vector (or a subset) into the destination: checkpointed, resumable, locked."""
@@ -220,7 +222,7 @@ def apply(plan: Optional[Path] = PlanOpt,
 
         r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
                             commit_seconds=checkpoint_seconds, progress=_progress(as_json), max_rate=max_rate,
-                            **common)
+                            lease_seconds=lease_seconds, **common)
     else:
         raise UsageError(f"--engine must be local or ray, got {engine!r}.", "pass --engine local or --engine ray.")
     if r.get("already_complete"):
@@ -284,6 +286,18 @@ def report(plan: Optional[Path] = PlanOpt,
     reasons = "; ".join(v.get("reasons") or []) if isinstance(v, dict) else ""
     html = (r.get("files") or {}).get("html") or (out / "report.html")
     _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}\nreport:  {html}")
+
+
+@app.command()
+def status(dest: str = typer.Option(..., help="Store URI of the destination."),
+           state_dir: Optional[Path] = typer.Option(None, help="Local state dir, read when the destination "
+                                                               "cannot be [./.v2v-state]."),
+           dest_option: Optional[List[str]] = DstOpt, as_json: bool = JsonOpt):
+    """Who owns a destination, its progress, its lease holder and its last error (read-only)."""
+    from v2v_migrate.status import destination_status, render_status
+
+    r = destination_status(dest, _options(None, "dest", dest_option), state_dir)
+    _emit(r, as_json, render_status(r))
 
 
 def _load_npy(path: Path, flag: str):
