@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -104,15 +105,14 @@ def test_second_apply_from_another_folder_with_its_own_state_dir_is_refused(worl
     assert_exact_copy(world["source"], dest, world["translator"])
 
 
-@pytest.mark.parametrize("kind", ["milvus", "parquet"])
-def test_destination_of_another_migration_is_refused_from_any_folder(world, tmp_path, kind):
-    dest = ENGINES[kind](tmp_path)
+def test_destination_of_another_migration_is_refused_from_any_folder(world, tmp_path):
+    dest = ENGINES["milvus"](tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     assert run_cli(apply_args(world, dest), tmp_path / "a").returncode == 0
     other = run_cli(apply_args(world, dest, translator="other_translator"), tmp_path / "b")
     assert other.returncode == 5, other.stderr
-    assert "does not belong to this apply" in other.stderr and f"kept with" in other.stderr
+    assert "does not belong to this apply" in other.stderr and "kept with" in other.stderr
     again = run_cli(apply_args(world, dest), tmp_path / "b")  # the owner, from another folder: nothing to do
     assert again.returncode == 0 and json.loads(again.stdout)["already_complete"]
 
@@ -133,4 +133,93 @@ def test_ctrl_c_commits_and_exits_130_then_the_rerun_elsewhere_finishes(world, t
     final = json.loads(done.stdout)
     # Everything the interrupted run wrote was committed, so the rerun reads exactly the rest.
     assert final["resumed"] and final["rows_read"] == N - summary["rows_read"] and final["dest_count"] == N
+    assert_exact_copy(world["source"], dest, world["translator"])
+
+
+# -- the Milvus server (tests/servers.py; marker `server`) ----------------------------------------------
+def test_kill9_then_rerun_from_another_folder_on_the_milvus_server(world, milvus_server, tmp_path):
+    ENGINES["milvus-server"] = lambda d: milvus_server.uri(f"fault_{d.name[-12:].replace('-', '_')}")
+    try:
+        out = kill_and_rerun_elsewhere(world, tmp_path, "milvus-server", seed=3)
+    finally:
+        del ENGINES["milvus-server"]
+    assert out["resumed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(20))
+def test_kill9_at_random_points_on_the_milvus_server(world, milvus_server, tmp_path, seed):
+    ENGINES["milvus-server"] = lambda d: milvus_server.uri(f"fault_slow_{seed}")
+    try:
+        kill_and_rerun_elsewhere(world, tmp_path, "milvus-server", seed=100 + seed)
+    finally:
+        del ENGINES["milvus-server"]
+
+
+def _status(dest: str, cwd: Path) -> dict:
+    r = run_cli(["status", "--dest", dest, "--json"], cwd)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_lease_refuses_a_second_machine_and_an_expired_lease_is_taken_over(world, milvus_server, tmp_path):
+    dest, gate = milvus_server.uri("leased"), tmp_path / "gate"
+    # Another machine: another folder, another state dir and another lock folder (the local flock
+    # cannot see it), so only the lease kept with the collection can refuse it.
+    first = start_paused(apply_args(world, dest, "--lease-seconds", "3"), tmp_path / "a", gate, 3,
+                         V2V_LOCK_DIR=str(tmp_path / "locks-a"))
+    wait_paused(gate, first)
+    (tmp_path / "b").mkdir()
+    machine_b = {"V2V_LOCK_DIR": str(tmp_path / "locks-b")}
+    second = run_cli(apply_args(world, dest), tmp_path / "b", **machine_b)
+    st = _status(dest, tmp_path / "b")
+    assert second.returncode == 4, second.stderr
+    assert f":{first.pid}:" in second.stderr and "leased by another apply" in second.stderr and "Fix:" in second.stderr
+    assert st["lease"]["pid"] == first.pid and st["owner"]["source"] == world["source"]
+
+    first.kill()  # its lease stays behind until it expires
+    first.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while _status(dest, tmp_path)["lease"]["live"]:  # wait for the state status reports, not for a clock
+        assert time.monotonic() < deadline, "the dead holder's lease never expired"
+    taken = run_cli(apply_args(world, dest), tmp_path / "b", **machine_b)
+    assert taken.returncode == 0, taken.stderr
+    assert "taking over the expired lease" in taken.stderr and str(first.pid) in taken.stderr
+    out = json.loads(taken.stdout)
+    assert out["lease_taken_over_from"].split(":")[1] == str(first.pid) and out["dest_count"] == N
+    assert_exact_copy(world["source"], dest, world["translator"])
+    assert _status(dest, tmp_path)["lease"] is None  # released at the end
+
+
+def test_lease_is_renewed_while_apply_runs(world, milvus_server, tmp_path):
+    dest, gate = milvus_server.uri("renewed"), tmp_path / "gate"
+    first = start_paused(apply_args(world, dest, "--lease-seconds", "1.5"), tmp_path / "a", gate, 2)
+    wait_paused(gate, first)
+    seen = _status(dest, tmp_path)["lease"]
+    deadline = time.monotonic() + 60
+    while (now := _status(dest, tmp_path)["lease"])["renewed_at"] == seen["renewed_at"]:
+        assert time.monotonic() < deadline, "the lease was not renewed"
+    assert now["holder"] == seen["holder"] and now["expires_at"] > seen["expires_at"] and now["live"]
+    (gate / "go").touch()
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert_exact_copy(world["source"], dest, world["translator"])
+
+
+def test_milvus_server_killed_and_restarted_mid_apply_then_the_rerun_completes(world, milvus_server, tmp_path):
+    dest, gate = milvus_server.uri("restarted"), tmp_path / "gate"
+    first = start_paused(apply_args(world, dest, "--checkpoint-seconds", "0"), tmp_path / "a", gate, 4)
+    wait_paused(gate, first)
+    milvus_server.stop()
+    try:
+        (gate / "go").touch()  # the run goes on against a stopped server: it retries, then gives up
+        stdout, stderr = first.communicate(timeout=600)
+    finally:
+        milvus_server.start()
+    if first.returncode != 0:  # retries exhausted: one clear line, and the state says why
+        assert first.returncode == 3 and "Fix:" in stderr and "Traceback" not in stderr, stderr
+    (tmp_path / "b").mkdir()
+    done = run_cli(apply_args(world, dest), tmp_path / "b")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["dest_count"] == N
     assert_exact_copy(world["source"], dest, world["translator"])

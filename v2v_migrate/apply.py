@@ -34,7 +34,7 @@ import numpy as np
 from connectors.base import Batch, validate_vectors
 from v2v_migrate.checkpoint import Checkpoint
 from v2v_migrate.dest_state import note_error, save_progress
-from v2v_migrate.errors import UsageError
+from v2v_migrate.errors import DestinationFullError, UsageError, is_disk_full
 from v2v_migrate.lease import DEFAULT_TTL
 from v2v_migrate.preflight import ApplyJob, prepare_apply
 from v2v_migrate.selection import Selection, strip_vectors
@@ -229,6 +229,11 @@ def _run(job: ApplyJob, *, batch_size, incremental, delete_missing, commit_secon
                      queue_depth=queue_depth, progress=progress, t_start=t_start, limiter=limiter)
     except Exception as e:
         note_error(dest, state, cp, e)
+        if is_disk_full(e):  # the last commit stays valid: the files written before it are intact
+            raise DestinationFullError(f"The destination {job.dest_uri} ran out of space "
+                                       f"({str(e).strip().splitlines()[0][-160:]}).",
+                                       "free space (or raise the file-size limit or quota), then run the same "
+                                       "command again: it resumes after the last commit.") from None
         raise
 
 

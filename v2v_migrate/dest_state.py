@@ -56,7 +56,9 @@ def note_error(dest, state: Path, cp: Checkpoint, exc: BaseException) -> None:
     """Keep the error that ended the run in the record (for `v2v-migrate status`); never raises, and
     never moves the cursor (the record is re-read, so rows not yet durable are not claimed)."""
     try:
-        line = (str(exc).strip().splitlines() or [""])[0][:400]
+        line = (str(exc).strip().splitlines() or [""])[0]
+        if len(line) > 400:  # engines put the cause at the end ("... (File too large)")
+            line = f"{line[:150]} ... {line[-240:]}"
         # errors of the connectors carry no secrets; strip any user:password@ of a URL all the same
         text = f"{type(exc).__name__}: {_USERINFO.sub('//', line)}"
         current = load_dest_checkpoint(dest) if dest.exists() else None
