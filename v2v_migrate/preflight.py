@@ -100,6 +100,19 @@ def _checkpoint(state: Path, dest, dest_exists: bool, job_ids: tuple, restart: b
     return cp, owned
 
 
+def _closing(store):
+    """An exit callback closing `store`; a failure to close (a last flush on a full disk) must not hide
+    the error that is already on its way out."""
+    def close(exc_type, exc, tb) -> bool:
+        try:
+            store.close()
+        except Exception:
+            if exc_type is None:
+                raise
+        return False
+    return close
+
+
 @contextmanager
 def prepare_apply(translator_dir: str | os.PathLike | None, source_uri: str, dest_uri: str, *,
                   translator: Any = None, batch_size: int = 1024, device: str = "auto", metric: str | None = None,
@@ -129,7 +142,7 @@ def prepare_apply(translator_dir: str | os.PathLike | None, source_uri: str, des
                 f"The source holds {source.dim}-d vectors but the translator expects {translator.source_dim}-d.",
                 "use the translator trained for this source (v2v-migrate train --source ...).")
         dest = open_store(dest_uri, **(dest_options or {}))
-        stack.callback(dest.close)
+        stack.push(_closing(dest))
         lease = None
         if not dry_run:
             stack.enter_context(DestinationLock(dest_uri))
