@@ -92,7 +92,12 @@ class Lease:
             self._acquired_at = now
             self._write(now)
             self._stop.wait(SETTLE_SECONDS)  # a racing apply's write lands now or never (module doc)
-            back = self._store.read_state(LEASE_KEY) or {}
+            back = self._store.read_state(LEASE_KEY)
+            if back is None:  # a server that drops what it is given (e.g. Qdrant before 1.16: no metadata)
+                log.warning("%s keeps no state: no lease, only this machine's lock protects it", self.dest_uri)
+                self._store.close()
+                self._store = None
+                return self
             if back.get("holder") != self.holder:
                 raise self._refuse(back, time.time())
         except BaseException:
