@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from connectors import open_store
-from connectors.base import Batch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, before benchmarks/connectors.py
+from connectors import open_store  # noqa: E402
+from connectors.base import Batch  # noqa: E402
 
 
 def measure(uri: str, rows: int, repeats: int) -> dict:

@@ -21,6 +21,7 @@ import pytest
 from _workflow_helpers import (
     assert_exact_copy, fit_translator, need_data, rows_of, run_cli, start_paused, wait_paused, write_store,
 )
+from connectors import open_store
 
 N, BATCH = 600, 50  # 12 batches
 ENGINES = {
@@ -162,33 +163,48 @@ def _status(dest: str, cwd: Path) -> dict:
     return json.loads(r.stdout)
 
 
-def test_lease_refuses_a_second_machine_and_an_expired_lease_is_taken_over(world, milvus_server, tmp_path):
+def test_lease_refuses_a_second_apply_and_a_dead_holders_lease_is_taken_over(world, milvus_server, tmp_path):
     dest, gate = milvus_server.uri("leased"), tmp_path / "gate"
-    # Another machine: another folder, another state dir and another lock folder (the local flock
-    # cannot see it), so only the lease kept with the collection can refuse it.
-    first = start_paused(apply_args(world, dest, "--lease-seconds", "3"), tmp_path / "a", gate, 3,
-                         V2V_LOCK_DIR=str(tmp_path / "locks-a"))
+    # Another folder, another state dir and another lock folder (the local flock cannot see it), so only
+    # the lease kept with the collection can refuse the second apply.
+    first = start_paused(apply_args(world, dest), tmp_path / "a", gate, 3, V2V_LOCK_DIR=str(tmp_path / "locks-a"))
     wait_paused(gate, first)
     (tmp_path / "b").mkdir()
-    machine_b = {"V2V_LOCK_DIR": str(tmp_path / "locks-b")}
-    second = run_cli(apply_args(world, dest), tmp_path / "b", **machine_b)
+    elsewhere = {"V2V_LOCK_DIR": str(tmp_path / "locks-b")}
+    second = run_cli(apply_args(world, dest), tmp_path / "b", **elsewhere)
     st = _status(dest, tmp_path / "b")
     assert second.returncode == 4, second.stderr
     assert f":{first.pid}:" in second.stderr and "leased by another apply" in second.stderr and "Fix:" in second.stderr
-    assert st["lease"]["pid"] == first.pid and st["owner"]["source"] == world["source"]
+    assert st["lease"]["pid"] == first.pid and st["lease"]["live"] and st["owner"]["source"] == world["source"]
 
-    first.kill()  # its lease stays behind until it expires
+    first.kill()  # its lease is still live, but its process is gone from this machine: taken over at once
     first.wait(timeout=60)
-    deadline = time.monotonic() + 60
-    while _status(dest, tmp_path)["lease"]["live"]:  # wait for the state status reports, not for a clock
-        assert time.monotonic() < deadline, "the dead holder's lease never expired"
-    taken = run_cli(apply_args(world, dest), tmp_path / "b", **machine_b)
+    taken = run_cli(apply_args(world, dest), tmp_path / "b", **elsewhere)
     assert taken.returncode == 0, taken.stderr
-    assert "taking over the expired lease" in taken.stderr and str(first.pid) in taken.stderr
+    assert "taking over the lease" in taken.stderr and f"process {first.pid} on this machine is gone" in taken.stderr
     out = json.loads(taken.stdout)
     assert out["lease_taken_over_from"].split(":")[1] == str(first.pid) and out["dest_count"] == N
     assert_exact_copy(world["source"], dest, world["translator"])
     assert _status(dest, tmp_path)["lease"] is None  # released at the end
+
+
+def test_a_lease_of_another_machine_is_respected_until_it_expires(world, milvus_server, tmp_path):
+    dest = milvus_server.uri("foreign_lease")
+    assert run_cli(apply_args(world, dest), tmp_path).returncode == 0
+    # What an apply on another machine writes before it dies there: the record, as Lease writes it.
+    now = time.time()
+    with open_store(dest) as s:
+        s.write_state("lease", {"holder": "other-host:4242:abcd", "host": "other-host", "pid": 4242,
+                                "acquired_at": now, "renewed_at": now, "expires_at": now + 3, "ttl": 3})
+    refused = run_cli(apply_args(world, dest), tmp_path)
+    assert refused.returncode == 4 and "other-host:4242:abcd" in refused.stderr, refused.stderr
+    deadline = time.monotonic() + 60
+    while _status(dest, tmp_path)["lease"]["live"]:  # wait for the state status reports, not for a clock
+        assert time.monotonic() < deadline, "the lease never expired"
+    taken = run_cli(apply_args(world, dest), tmp_path)
+    assert taken.returncode == 0, taken.stderr
+    assert "taking over the lease of other-host:4242:abcd" in taken.stderr and "expired" in taken.stderr
+    assert_exact_copy(world["source"], dest, world["translator"])
 
 
 def test_lease_is_renewed_while_apply_runs(world, milvus_server, tmp_path):

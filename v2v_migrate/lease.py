@@ -4,7 +4,8 @@ The local `flock` (v2v_migrate.locking) only excludes applies on one machine. Fo
 holder is recorded WITH the collection (state key "lease": holder, host, pid, acquired/renewed/expiry
 times) and renewed every `ttl / 3` seconds by a thread while the apply runs:
   - a second apply (any machine) finds a live lease and is refused, naming the holder and the expiry;
-  - a lease past its expiry (its holder died: kill -9, lost machine) is taken over, with a warning;
+  - a lease past its expiry (its holder died: kill -9, lost machine) is taken over, with a warning; so is
+    a live one whose holder is on this machine and whose process is gone (a rerun after kill -9);
   - the engines have no compare-and-swap, so after writing its lease an apply waits SETTLE_SECONDS and
     reads it back: of two applies starting at the same instant the last writer wins, the other gives up;
   - a holder that finds its lease taken (it could not renew in time) stops at its next commit.
@@ -32,6 +33,19 @@ def needs_lease(dest_uri: str) -> bool:
     """Server destinations: an embedded file or folder is already excluded by the local flock."""
     scheme, _, rest = str(dest_uri).partition(":")
     return scheme in ("milvus", "qdrant") and "://" in rest.partition("#")[0]
+
+
+def _dead_here(lease: dict) -> bool:
+    """A holder on this machine whose process is gone (kill -9): its lease need not run out first."""
+    if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
+        return False
+    try:
+        os.kill(lease["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 def describe(lease: dict | None, now: float | None = None) -> dict | None:
@@ -84,11 +98,13 @@ class Lease:
             now = time.time()
             cur = self._store.read_state(LEASE_KEY)
             if cur and cur.get("holder") != self.holder:
-                if float(cur.get("expires_at") or 0) > now:
+                dead = _dead_here(cur)
+                if float(cur.get("expires_at") or 0) > now and not dead:
                     raise self._refuse(cur, now)
                 self.taken_over = cur
-                log.warning("taking over the expired lease of %s on %s (it expired %.0f s ago)",
-                            cur.get("holder"), self.dest_uri, now - float(cur.get("expires_at") or 0))
+                why = (f"its process {cur.get('pid')} on this machine is gone" if dead else
+                       f"it expired {now - float(cur.get('expires_at') or 0):.0f} s ago")
+                log.warning("taking over the lease of %s on %s (%s)", cur.get("holder"), self.dest_uri, why)
             self._acquired_at = now
             self._write(now)
             self._stop.wait(SETTLE_SECONDS)  # a racing apply's write lands now or never (module doc)
