@@ -172,12 +172,18 @@ class MilvusBase(Store):
         from connectors.state import PREFIX, encode
 
         text, name = encode(key, value), PREFIX + key
+        if text is None and self._server and server_before(self._client(), (2, 5)):
+            text = ""  # servers before 2.5 cannot drop a property: an empty one means none
         if text is None:
-            self._call("drop_collection_properties", lambda c: c.drop_collection_properties(
-                self.collection, property_keys=[name]), StoreUsageError)
-        else:  # one metadata write: atomic, and durable without a flush
-            self._call("alter_collection_properties", lambda c: c.alter_collection_properties(
-                self.collection, properties={name: text}), StoreUsageError)
+            try:
+                self._call("drop_collection_properties", lambda c: c.drop_collection_properties(
+                    self.collection, property_keys=[name]), StoreUsageError)
+                return
+            except StoreUsageError:  # servers before 2.5 cannot drop a property: an empty one means none
+                text = ""
+        # one metadata write: atomic, and durable without a flush
+        self._call("alter_collection_properties", lambda c: c.alter_collection_properties(
+            self.collection, properties={name: text}), StoreUsageError)
 
     def close(self) -> None:
         if self._client_obj is not None:
