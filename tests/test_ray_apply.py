@@ -343,8 +343,10 @@ def test_gpu_translation_matches_cpu_within_float_tolerance(translator_dir, sour
 def test_cli_engine_ray_runs_and_the_local_engine_refuses_its_unfinished_checkpoint(
         local_ray, work, translator_dir, faiss_source, capsys):
     from v2v_migrate.apply import apply_migration
-    from v2v_migrate.checkpoint import load_checkpoint, save_checkpoint, state_dir_for
+    from connectors import open_store
+    from v2v_migrate.checkpoint import load_checkpoint, state_dir_for
     from v2v_migrate.cli import main
+    from v2v_migrate.dest_state import save_progress
     from v2v_migrate.errors import CheckpointError
 
     dest, state = f"parquet:{work}/dest_cli_ray", work / "state_cli_ray"
@@ -360,7 +362,8 @@ def test_cli_engine_ray_runs_and_the_local_engine_refuses_its_unfinished_checkpo
     cp = load_checkpoint(cp_dir)
     assert "ray_shards" in cp.cursor
     cp.completed = False
-    save_checkpoint(cp_dir, cp)
+    with open_store(dest) as d:
+        save_progress(d, cp_dir, cp)  # both copies: the one kept with the destination is the authority
     with pytest.raises(CheckpointError, match="--engine ray"):
         apply_migration(translator_dir, faiss_source, dest, batch_size=500, device="cpu", state_dir=state)
 
