@@ -85,8 +85,8 @@ def test_kill9_then_rerun_from_another_folder(world, tmp_path, kind, seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize("kind", list(ENGINES))
+@pytest.mark.parametrize("seed", range(20))
 def test_kill9_at_random_points_then_rerun_from_another_folder(world, tmp_path, kind, seed):
     kill_and_rerun_elsewhere(world, tmp_path, kind, seed=100 + seed)
 
