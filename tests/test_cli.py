@@ -11,7 +11,7 @@ from _workflow_helpers import fit_translator, need_data, rows_of, run_cli, write
 import shared_data
 from v2v_migrate.cli import main
 
-COMMANDS = ["plan", "train", "apply", "report", "translate", "evaluate", "demo"]
+COMMANDS = ["plan", "train", "apply", "report", "status", "translate", "evaluate", "demo"]
 
 
 @pytest.fixture(scope="module")
