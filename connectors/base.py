@@ -265,6 +265,23 @@ class Store:
     def flush(self) -> None:
         """Make everything upserted or deleted so far durable (FAISS writes its file here)."""
 
+    # -- state kept with the store (connectors.state) ----------------------------------------------
+    # A few small records a program keeps where the store lives, so that any folder or machine reaching
+    # the store finds them: v2v-migrate's `apply` keeps its owner mark and progress under "apply" and its
+    # lease under "lease"; another command keeps its own under another key (e.g. "reembed").
+    # key: a short lower-case name; value: a JSON-serialisable dict (at most ~60 KB), None deletes it.
+    # write_state is atomic (a reader or a crash sees the old or the new record) and durable when it
+    # returns. Engines that keep it in the collection (Milvus, Qdrant) need the collection to exist.
+    keeps_state: bool = False
+
+    def read_state(self, key: str) -> dict | None:
+        """The record stored under `key`, or None (none stored, or the store does not exist yet)."""
+        return None
+
+    def write_state(self, key: str, value: dict | None) -> None:
+        """Store (replace) the record under `key`; None removes it."""
+        raise StoreUsageError(f"{self.scheme} stores keep no state.", "use the local --state-dir.")
+
     def close(self) -> None:
         pass
 

@@ -26,6 +26,7 @@ from connectors.base import (
 )
 from connectors.errors import EmptyStoreError, IdTypeError, InvalidVectorsError, StoreUsageError
 from connectors.ids import fits_int64, normalize_id, restore_original, to_int64
+from connectors.state import FileStateMixin
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -49,7 +50,7 @@ def _index_options(schema: dict | None) -> dict:
     return {"index": kind, **{names[k]: v for k, v in index.items() if k in names}}
 
 
-class FaissStore(FileBackedStore):
+class FaissStore(FileStateMixin, FileBackedStore):
     scheme = "faiss"
     writable = True
 
@@ -64,6 +65,9 @@ class FaissStore(FileBackedStore):
         self._sidecar: Any = None  # PayloadSidecar, or False when there is none
         self._id_index = None
         self._writer = None
+
+    def _state_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".v2v-state.json")
 
     # -- reading -----------------------------------------------------------------------------------
     def _lay(self):

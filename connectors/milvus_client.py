@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import fcntl
 import re
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from connectors.base import Store
 from connectors.credentials import milvus_token, redact
 from connectors.errors import (
-    ConnectorError, StoreLockedError, StoreNotFoundError, TransientStoreError, UnreadableStoreError,
+    ConnectorError, StoreLockedError, StoreNotFoundError, StoreUsageError, TransientStoreError, UnreadableStoreError,
 )
 from connectors.milvus_schema import describe_collection
 from connectors.retry import describe, is_transient
 
+_STATE_LOCKS: dict = {}  # (location, collection) -> the lock of its state writes (MilvusBase.write_state)
 # Open clients per Lite file in this process (the file's server is released at zero).
 _LITE_OPEN: dict[str, int] = {}
 # Lite's in-process gRPC server refuses pings more often than every 5 minutes (GOAWAY "too_many_pings",
@@ -155,6 +157,43 @@ class MilvusBase(Store):
             if getattr(state, "name", str(state)) != "Loaded":
                 self._call("load_collection", lambda c: c.load_collection(self.collection))
             self._loaded = True
+
+    # -- state kept with the collection: its properties (connectors.state) -------------------------
+    keeps_state = True
+
+    def read_state(self, key: str) -> dict | None:
+        from connectors.state import PREFIX, check_key, decode
+
+        check_key(key)
+        if not self.exists():
+            return None
+        if self._server:  # a side collection (connectors.milvus_state says why)
+            from connectors import milvus_state
+
+            return decode(key, milvus_state.read(self, key), f"Milvus collection {self.uri}")
+        info = self._call("describe_collection", lambda c: c.describe_collection(self.collection))
+        return decode(key, (info.get("properties") or {}).get(PREFIX + key), f"Milvus collection {self.uri}")
+
+    def write_state(self, key: str, value: dict | None) -> None:
+        from connectors.state import PREFIX, encode
+
+        text, name = encode(key, value), PREFIX + key
+        if self._server:  # a side collection (connectors.milvus_state says why)
+            from connectors import milvus_state
+
+            return milvus_state.write(self, key, text)
+        # One property write at a time per collection in this process (the lease renews from a thread).
+        with _STATE_LOCKS.setdefault((self.location, self.collection), threading.Lock()):
+            self._write_property(name, text)
+
+    def _write_property(self, name: str, text: str | None) -> None:
+        if text is None:
+            self._call("drop_collection_properties", lambda c: c.drop_collection_properties(
+                self.collection, property_keys=[name]), StoreUsageError)
+            return
+        # one metadata write: atomic, and durable without a flush
+        self._call("alter_collection_properties", lambda c: c.alter_collection_properties(
+            self.collection, properties={name: text}), StoreUsageError)
 
     def close(self) -> None:
         if self._client_obj is not None:

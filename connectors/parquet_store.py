@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from connectors import split_uri
 from connectors.arrow_payloads import PayloadDecoder
 from connectors.base import ID_TYPES, Batch, FileBackedStore, check_metric, other_vectors, validate_vectors
+from connectors.state import FileStateMixin
 from connectors.errors import (
     DimensionMismatchError, EmptyStoreError, StoreNotFoundError, StoreUsageError, UnreadableStoreError,
 )
@@ -61,7 +62,7 @@ def vectors_from_arrow(arr: pa.Array | pa.ChunkedArray, dim: int | None, where: 
     return validate_vectors(values.reshape(n, width) if n else np.zeros((0, dim or width), np.float32), dim, where)
 
 
-class ParquetStore(FileBackedStore):
+class ParquetStore(FileStateMixin, FileBackedStore):
     scheme = "parquet"
     writable = True
 
@@ -75,6 +76,9 @@ class ParquetStore(FileBackedStore):
         self._pfs: dict[int, pq.ParquetFile] = {}
         self._writer = None
         self._dim: int | None = None
+
+    def _state_path(self) -> Path:
+        return self.root / "_v2v_state.json"  # '_': never read as data
 
     # -- dataset layout ----------------------------------------------------------------------------
     def _load(self) -> list[Path]:

@@ -26,6 +26,7 @@ from connectors.errors import (
 from connectors.qdrant_common import QdrantBase, engine_point_id, pick_vector, point_vectors, points_by_engine_id
 from connectors.qdrant_schema import describe_edge, edge_config, edge_filter, edge_payload_index
 from connectors.schema import minimal
+from connectors.state import FileStateMixin
 
 CONFIG_FILE = "edge_config.json"
 POINTS_PER_UPDATE = 4096
@@ -33,7 +34,7 @@ POINTS_PER_UPDATE = 4096
 _OPEN_SHARDS: dict[str, list] = {}
 
 
-class QdrantEdgeStore(QdrantBase):
+class QdrantEdgeStore(FileStateMixin, QdrantBase):
     scheme = "qdrant-edge"
     writable = True
 
@@ -55,6 +56,9 @@ class QdrantEdgeStore(QdrantBase):
     @property
     def where(self) -> str:
         return f"Qdrant Edge shard {self.path}"
+
+    def _state_path(self) -> Path:
+        return Path(self.location) / f"{self.collection}.v2v-state.json"  # beside the shard, not inside it
 
     # -- shard handling --------------------------------------------------------------------------
     def _open(self):

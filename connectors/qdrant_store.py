@@ -157,6 +157,29 @@ class QdrantStore(QdrantBase):
             return False
         return self._call("request", lambda c: c.collection_exists(self.collection))
 
+    # -- state kept with the collection: its metadata (connectors.state) ---------------------------
+    keeps_state = True
+
+    def read_state(self, key: str) -> dict | None:
+        from connectors.state import PREFIX, check_key, decode
+
+        check_key(key)
+        if not self.exists():
+            return None
+        info = self._call("request", lambda c: c.get_collection(self.collection))
+        meta = getattr(info.config, "metadata", None) or {}
+        return decode(key, meta.get(PREFIX + key), f"Qdrant collection {self.uri}")
+
+    def write_state(self, key: str, value: dict | None) -> None:
+        import json
+
+        from connectors.state import PREFIX, encode
+
+        text = encode(key, value)
+        record = json.loads(text) if text is not None else None  # None removes the key (metadata merge)
+        self._call("update", lambda c: c.update_collection(self.collection, metadata={PREFIX + key: record}),
+                   StoreUsageError)
+
     def _params(self) -> dict:
         if self._cached_params is not None:
             return self._cached_params

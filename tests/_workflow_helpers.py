@@ -145,3 +145,23 @@ def console_script() -> str:
     if not found:
         pytest.skip("the v2v-migrate console script is not installed (pip install -e .)")
     return found
+
+
+def start_paused(args: list[str], cwd: Path, gate: Path, pause_after: int, **env: str) -> subprocess.Popen:
+    """The real CLI, its translator pausing after `pause_after` batches (see tests/_paused_apply.py)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, str(REPO / "tests" / "_paused_apply.py"), str(gate),
+                             str(pause_after), *args], cwd=cwd, env=cli_env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_paused(gate: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the run reports its pause (it has then written its owner mark and K batches went on)."""
+    deadline = time.monotonic() + timeout
+    while not (gate / "paused").exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"apply ended before its pause (rc {proc.returncode}): {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"apply did not reach its pause within {timeout}s")
+        time.sleep(0.02)

@@ -12,7 +12,7 @@ from _workflow_helpers import cli_env, console_script, fit_translator, need_data
 import shared_data
 from v2v_migrate.cli import main
 
-COMMANDS = ["plan", "train", "apply", "report", "translate", "evaluate", "demo"]
+COMMANDS = ["plan", "train", "apply", "report", "status", "translate", "evaluate", "demo"]
 
 
 @pytest.fixture(scope="module")

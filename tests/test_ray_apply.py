@@ -207,6 +207,31 @@ def _reap(pids: list[int], wait_s: float = 3.0) -> list[int]:
     return left
 
 
+def _paused_ray_cli(translator_dir, source, dest, state, gate, pause_after: int) -> subprocess.Popen:
+    """`apply --engine ray` by the real CLI, its destination pausing before upsert pause_after + 1
+    (tests/_paused_apply.py): the test waits for the pause the run reports, never for time."""
+    args = ["apply", "--engine", "ray", "--workers", "2", "--device", "cpu", "--translator", str(translator_dir),
+            "--source", source, "--dest", dest, "--state-dir", str(state), "--batch-size", "100", "--json"]
+    return subprocess.Popen([sys.executable, str(REPO / "tests" / "_paused_apply.py"), str(gate),
+                             f"upsert:{pause_after}", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])))
+
+
+def _wait_paused(gate: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not (gate / "paused").exists():
+        assert proc.poll() is None, f"apply ended before its pause: {proc.stderr.read().decode()[-2000:]}"
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"apply did not reach its pause within {timeout}s")
+        time.sleep(0.02)
+
+
+# Paused before its 11th upsert of 100 rows: a shard's chunk is at most 375 rows here, so at least two
+# chunks were written, and the first one committed (the first commit follows the first chunk).
+PAUSE_AFTER = 10
+
+
 @pytest.mark.ray
 @needs_data
 @pytest.mark.parametrize("dest_kind", ["faiss", pytest.param("milvus", marks=pytest.mark.slow)])
@@ -215,24 +240,10 @@ def test_kill_9_of_the_driver_mid_run_then_resume_gives_exactly_n_rows(local_ray
     from v2v_migrate.checkpoint import load_checkpoint, state_dir_for
 
     dest = {"faiss": f"faiss:{work}/killed.index", "milvus": f"milvus:{work}/killed.db#docs"}[dest_kind]
-    state = work / f"state_kill_{dest_kind}"
-    args = dict(translator_dir=translator_dir, source_uri=faiss_source, dest_uri=dest, state_dir=str(state),
-                batch_size=100, workers=2, address=None, device="cpu", restart=False, source_options=None,
-                dest_options=None)
-    code = ("import json, sys; from v2v_migrate.ray_apply import run_ray_apply; "
-            "print(json.dumps(run_ray_apply(**json.loads(sys.argv[1]))))")
-    env = dict(os.environ, V2V_TEST_SLEEP_PER_BATCH="0.05")  # slow enough to be caught mid-run
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    cp_dir = state_dir_for(dest, state)
-    deadline, written = time.monotonic() + 120, 0
+    state, gate = work / f"state_kill_{dest_kind}", work / f"gate_kill_{dest_kind}"
+    proc = _paused_ray_cli(translator_dir, faiss_source, dest, state, gate, PAUSE_AFTER)
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            cp = load_checkpoint(cp_dir) if (cp_dir / "checkpoint.json").exists() else None
-            written = cp.rows_written if cp else 0
-            if written >= 300:
-                break
-            time.sleep(0.05)
+        _wait_paused(gate, proc)
         ray_procs = _descendants(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -240,11 +251,10 @@ def test_kill_9_of_the_driver_mid_run_then_resume_gives_exactly_n_rows(local_ray
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    assert 0 < written < N_ROWS, "the apply was not caught mid-run"
     _reap(ray_procs)
 
-    cp = load_checkpoint(cp_dir)
-    assert not cp.completed and 0 < cp.rows_written < N_ROWS
+    cp = load_checkpoint(state_dir_for(dest, state))
+    assert not cp.completed and 0 < cp.rows_written <= PAUSE_AFTER * 100
     # Resumed with another worker count: the shard plan comes from the checkpoint, not from --workers.
     summary = _ray_apply(translator_dir, faiss_source, dest, state, batch_size=100, workers=1)
     assert summary["resumed"] and summary["completed"]
@@ -261,30 +271,19 @@ def test_ctrl_c_commits_what_is_written_then_resume_finishes(local_ray, work, tr
                                                              source_vectors):
     from v2v_migrate.checkpoint import load_checkpoint, state_dir_for
 
-    dest, state = f"parquet:{work}/interrupted", work / "state_sigint"
-    args = dict(translator_dir=translator_dir, source_uri=faiss_source, dest_uri=dest, state_dir=str(state),
-                batch_size=100, workers=2, address=None, device="cpu", restart=False, source_options=None,
-                dest_options=None)
-    code = ("import json, sys; from v2v_migrate.ray_apply import run_ray_apply; "
-            "print(json.dumps(run_ray_apply(**json.loads(sys.argv[1]))))")
-    env = dict(os.environ, V2V_TEST_SLEEP_PER_BATCH="0.05")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    cp_dir = state_dir_for(dest, state)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        cp = load_checkpoint(cp_dir) if (cp_dir / "checkpoint.json").exists() else None
-        if cp and cp.rows_written >= 300:
-            break
-        time.sleep(0.05)
+    dest, state, gate = f"parquet:{work}/interrupted", work / "state_sigint", work / "gate_sigint"
+    proc = _paused_ray_cli(translator_dir, faiss_source, dest, state, gate, PAUSE_AFTER)
+    _wait_paused(gate, proc)
     ray_procs = _descendants(proc.pid)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    (gate / "go").touch()  # the paused upsert goes on; the run then stops at its Ctrl-C
+    out, err = proc.communicate(timeout=120)
     _reap(ray_procs)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    summary = json.loads(out.decode().strip().splitlines()[-1])
+    assert proc.returncode == 130, err.decode()[-2000:]
+    text = out.decode()
+    summary = json.loads(text[text.index("{\n"):])  # the CLI's --json summary (after anything Ray printed)
     assert summary["interrupted"] and not summary["completed"]
-    cp = load_checkpoint(cp_dir)
+    cp = load_checkpoint(state_dir_for(dest, state))
     assert cp.rows_written == summary["rows_written"] and 0 < cp.rows_written < N_ROWS
     assert len(_rows_of(dest)) == cp.rows_written  # what the checkpoint claims is exactly what is there
     again = _ray_apply(translator_dir, faiss_source, dest, state, batch_size=100)
@@ -354,8 +353,10 @@ def test_gpu_translation_matches_cpu_within_float_tolerance(translator_dir, sour
 def test_cli_engine_ray_runs_and_the_local_engine_refuses_its_unfinished_checkpoint(
         local_ray, work, translator_dir, faiss_source, capsys):
     from v2v_migrate.apply import apply_migration
-    from v2v_migrate.checkpoint import load_checkpoint, save_checkpoint, state_dir_for
+    from connectors import open_store
+    from v2v_migrate.checkpoint import load_checkpoint, state_dir_for
     from v2v_migrate.cli import main
+    from v2v_migrate.dest_state import save_progress
     from v2v_migrate.errors import CheckpointError
 
     dest, state = f"parquet:{work}/dest_cli_ray", work / "state_cli_ray"
@@ -371,7 +372,8 @@ def test_cli_engine_ray_runs_and_the_local_engine_refuses_its_unfinished_checkpo
     cp = load_checkpoint(cp_dir)
     assert "ray_shards" in cp.cursor
     cp.completed = False
-    save_checkpoint(cp_dir, cp)
+    with open_store(dest) as d:
+        save_progress(d, cp_dir, cp)  # both copies: the one kept with the destination is the authority
     with pytest.raises(CheckpointError, match="--engine ray"):
         apply_migration(translator_dir, faiss_source, dest, batch_size=500, device="cpu", state_dir=state)
 

@@ -12,7 +12,9 @@ take at most ~5% of the run. After a crash, kill -9 or Ctrl-C, the next apply re
 committed batch; re-writing the batches after it is harmless because upserts are idempotent by id, so the
 destination ends with exactly the source's rows.
 
-State (checkpoint, incremental hashes) lives in the state dir: see `v2v_migrate.checkpoint`.
+The checkpoint is kept with the destination (v2v_migrate.dest_state): written before the first row (the
+owner mark) and after every durable flush, so a rerun from any folder or machine resumes. The state dir
+(`v2v_migrate.checkpoint`) holds a cache of it and the incremental hashes.
 A subset (`--filter`, `--partition`, `--ids`) and dropped vectors are the `selection`
 (v2v_migrate.selection), recorded in the checkpoint; `--max-rate` spaces the writes (v2v_migrate.throttle).
 """
@@ -30,14 +32,14 @@ from typing import Any
 import numpy as np
 
 from connectors.base import Batch, validate_vectors
-from v2v_migrate.checkpoint import Checkpoint, save_checkpoint
-from v2v_migrate.errors import UsageError
+from v2v_migrate.checkpoint import Checkpoint
+from v2v_migrate.dest_state import note_error, save_progress
+from v2v_migrate.errors import DestinationFullError, UsageError, is_disk_full
+from v2v_migrate.lease import DEFAULT_TTL
 from v2v_migrate.preflight import ApplyJob, prepare_apply
 from v2v_migrate.selection import Selection, strip_vectors
 from v2v_migrate.throttle import RateLimiter
 
-# Test-only: seconds to sleep after each upsert, so that tests can kill a real apply mid-run.
-SLEEP_ENV = "V2V_TEST_SLEEP_PER_BATCH"
 # Flush + checkpoint may take at most this share of the run (commits are spaced accordingly).
 COMMIT_OVERHEAD = 0.05
 # ... and are at least this many seconds apart by default: some engines pay for each flush later (Milvus
@@ -166,10 +168,11 @@ def apply_migration(translator_dir: str | os.PathLike | None, source_uri: str, d
                     commit_seconds: float = MIN_COMMIT_SECONDS, queue_depth: int = 4, progress: bool = False,
                     source_options: dict | None = None, dest_options: dict | None = None,
                     selection: Selection | None = None, max_rate: float | None = None, encoder: Any = None,
-                    text_field: str | None = None, encoder_prefix: str = "") -> dict:
+                    text_field: str | None = None, encoder_prefix: str = "", lease_seconds: float = DEFAULT_TTL) -> dict:
     """Copy every source row (or the selection's), translated, into the destination, at most `max_rate`
     vectors/s. Returns a summary dict (see the CLI's --json). With `encoder` (a spec or an Encoder), rows
-    that have text are embedded by the new model instead, and marked so (v2v_migrate.provenance)."""
+    that have text are embedded by the new model instead, and marked so (v2v_migrate.provenance).
+    `lease_seconds`: the lease's time to live on a server destination (v2v_migrate.lease)."""
     from v2v_migrate.encoders import encoder_from
 
     if commit_seconds < 0:
@@ -179,7 +182,7 @@ def apply_migration(translator_dir: str | os.PathLike | None, source_uri: str, d
     with prepare_apply(translator_dir, source_uri, dest_uri, translator=translator, batch_size=batch_size,
                        device=device, metric=metric, allow_existing=allow_existing, restart=restart,
                        state_dir=state_dir, source_options=source_options, dest_options=dest_options,
-                       selection=selection) as job, encoder_from(encoder, encoder_prefix) as enc:
+                       selection=selection, lease_seconds=lease_seconds) as job, encoder_from(encoder, encoder_prefix) as enc:
         embed = None
         if enc is not None:
             from v2v_migrate.encoders import detect_text_field
@@ -210,6 +213,7 @@ def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, 
     source, dest, translator, fingerprint, state, cp = (job.source, job.dest, job.translator, job.fingerprint,
                                                          job.state, job.checkpoint)
     restarted = job.restart
+    known_id = cp.migration_id if cp is not None else None  # the same migration keeps its id
     if cp is not None and cp.cursor is None and not cp.completed and cp.rows_read:
         cp = None  # the source cannot resume mid-stream: start over (idempotent upserts make this safe)
     if cp is not None and incremental and not cp.completed and not cp.incremental:
@@ -222,6 +226,7 @@ def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, 
     if cp is None:
         cp = Checkpoint(job.source_uri, job.dest_uri, fingerprint, incremental=incremental,
                         selection=job.selection.record() if job.selection else None)
+        cp.migration_id = known_id or cp.migration_id
     summary = {"source": cp.source_uri, "dest": cp.dest_uri, "translator_fingerprint": fingerprint,
                "state_dir": str(state), "created_dest": job.created_dest, "resumed": resumed,
                "resumed_after_rows": cp.rows_read if resumed else 0, "incremental": incremental,
@@ -231,6 +236,27 @@ def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, 
         summary.update(completed=True, already_complete=True, dest_count=dest.count(),
                        seconds=round(time.monotonic() - t_start, 3), rate=0.0)
         return summary
+    if job.lease is not None and job.lease.taken_over:
+        summary["lease_taken_over_from"] = job.lease.taken_over.get("holder")
+    cp.last_error = None
+    save_progress(dest, state, cp)  # the owner mark (or the resumed record), before the first row
+    try:
+        return _loop(job, cp, summary, restarted=restarted, resumed=resumed, batch_size=batch_size,
+                     incremental=incremental, delete_missing=delete_missing, commit_seconds=commit_seconds,
+                     queue_depth=queue_depth, progress=progress, t_start=t_start, limiter=limiter)
+    except Exception as e:
+        note_error(dest, state, cp, e)
+        if is_disk_full(e):  # the last commit stays valid: the files written before it are intact
+            raise DestinationFullError(f"The destination {job.dest_uri} ran out of space "
+                                       f"({str(e).strip().splitlines()[0][-160:]}).",
+                                       "free space (or raise the file-size limit or quota), then run the same "
+                                       "command again: it resumes after the last commit.") from None
+        raise
+
+
+def _loop(job: ApplyJob, cp: Checkpoint, summary: dict, *, restarted, resumed, batch_size, incremental,
+          delete_missing, commit_seconds, queue_depth, progress, t_start, limiter: RateLimiter) -> dict:
+    source, dest, translator, fingerprint, state = job.source, job.dest, job.translator, job.fingerprint, job.state
 
     hashes_db, run = None, 0
     if incremental:
@@ -257,7 +283,6 @@ def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, 
                                state / "hashes.sqlite" if incremental else None, q_read, q_done, abort, embed),
                          name="v2v-translate", daemon=True),
     ]
-    sleep_per_batch = float(os.environ.get(SLEEP_ENV) or 0)
     total = source.count()
     from tqdm import tqdm
 
@@ -269,10 +294,12 @@ def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, 
     def commit() -> None:
         nonlocal last_commit, commit_cost
         t0 = time.monotonic()
+        if job.lease is not None:
+            job.lease.check()  # lost to another apply: stop before claiming anything
         dest.flush()  # durable first, then the checkpoint may claim it
         if hashes_db is not None:
             hashes_db.commit()
-        save_checkpoint(state, cp)
+        save_progress(dest, state, cp)
         last_commit = time.monotonic()
         commit_cost = last_commit - t0
         commits["checkpoints"] += 1
@@ -312,8 +339,6 @@ def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, 
                 summary["rows_skipped"] += n_read - len(b)
                 summary["rows_embedded"] += item["embedded"]
                 bar.update(n_read)
-                if sleep_per_batch:
-                    time.sleep(sleep_per_batch)
                 if time.monotonic() - last_commit >= max(commit_seconds, commit_cost / COMMIT_OVERHEAD):
                     commit()
             commit()  # also on Ctrl-C: everything upserted so far becomes durable and resumable

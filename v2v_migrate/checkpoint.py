@@ -12,6 +12,9 @@ one subfolder per destination, named from a readable slug plus a hash of the des
 The checkpoint is only advanced after the destination made the batch durable (after `flush()` where the
 engine needs it), and it is written atomically (tmp file + fsync + os.replace + fsync of the folder), so a
 crash at any instant leaves either the old or the new checkpoint, never a torn one.
+
+The same record is kept WITH the destination (v2v_migrate.dest_state): that copy is authoritative, and
+this folder is a cache (and the only copy for stores that keep no state).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import json
 import os
 import re
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +100,8 @@ class Checkpoint:
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     version: int = CHECKPOINT_VERSION
+    migration_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])  # names this migration in status
+    last_error: str | None = None  # the error that ended the last run, if one did (one line, no secrets)
 
     def belongs_to(self, source_uri: str, dest_uri: str, fingerprint: str, selection: dict | None = None) -> str | None:
         """None when this checkpoint is for that migration, else the reason it is not."""
@@ -122,13 +128,22 @@ def load_checkpoint(state: Path) -> Checkpoint | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        known = {k: v for k, v in data.items() if k in Checkpoint.__dataclass_fields__}
-        cp = Checkpoint(**known)
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise CheckpointError(f"Checkpoint {path} is unreadable ({e}).",
                               "rerun with --restart to start the migration over (upserts are idempotent).")
+    return checkpoint_from_dict(data, str(path))
+
+
+def checkpoint_from_dict(data: Any, where: str) -> Checkpoint:
+    """A checkpoint from its JSON record (a file, or the destination's copy); refused when malformed."""
+    try:
+        known = {k: v for k, v in data.items() if k in Checkpoint.__dataclass_fields__}
+        cp = Checkpoint(**known)
+    except (AttributeError, TypeError) as e:
+        raise CheckpointError(f"Checkpoint {where} is unreadable ({e}).",
+                              "rerun with --restart to start the migration over (upserts are idempotent).")
     if cp.version != CHECKPOINT_VERSION:
-        raise CheckpointError(f"Checkpoint {path} has version {cp.version}, expected {CHECKPOINT_VERSION}.",
+        raise CheckpointError(f"Checkpoint {where} has version {cp.version}, expected {CHECKPOINT_VERSION}.",
                               "rerun with --restart to start the migration over.")
     return cp
 

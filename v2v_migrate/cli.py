@@ -152,6 +152,8 @@ def apply(plan: Optional[Path] = PlanOpt,
           encoder: Optional[str] = typer.Option(None, "--encoder", help="Embed rows that have text with this new-"
                                                 "model encoder instead of translating them (marked embedded)."),
           text_field: Optional[str] = FieldOpt, encoder_prefix: Optional[str] = PrefixOpt,
+          lease_seconds: float = typer.Option(60.0, help="Server destinations: lease time to live (renewed "
+                                              "while running; a dead holder's lease is taken over after it)."),
           source_option: Optional[List[str]] = SrcOpt, dest_option: Optional[List[str]] = DstOpt,
           as_json: bool = JsonOpt):
     """Translate every source vector (or a subset) into the destination: checkpointed, resumable, locked."""
@@ -190,7 +192,8 @@ def apply(plan: Optional[Path] = PlanOpt,
 
         r = apply_migration(tdir, src, dst, incremental=incremental, delete_missing=delete_missing,
                             commit_seconds=checkpoint_seconds, progress=_progress(as_json), max_rate=max_rate,
-                            encoder=encoder, text_field=text_field, encoder_prefix=encoder_prefix or "", **common)
+                            encoder=encoder, text_field=text_field, encoder_prefix=encoder_prefix or "",
+                            lease_seconds=lease_seconds, **common)
     else:
         raise UsageError(f"--engine must be local or ray, got {engine!r}.", "pass --engine local or --engine ray.")
     if r.get("already_complete"):
@@ -265,6 +268,18 @@ def report(plan: Optional[Path] = PlanOpt,
     rec = (r.get("strategies") or {}).get("recommendation")
     _emit(r, as_json, f"verdict: {str(decision).upper()}{' - ' + reasons if reasons else ''}\n" + share
           + (f"strategy: {rec['strategy']} - {'; '.join(rec['reasons'])}\n" if rec else "") + f"report:  {html}")
+
+
+@app.command()
+def status(dest: str = typer.Option(..., help="Store URI of the destination."),
+           state_dir: Optional[Path] = typer.Option(None, help="Local state dir, read when the destination "
+                                                               "cannot be [./.v2v-state]."),
+           dest_option: Optional[List[str]] = DstOpt, as_json: bool = JsonOpt):
+    """Who owns a destination, its progress, its lease holder and its last error (read-only)."""
+    from v2v_migrate.status import destination_status, render_status
+
+    r = destination_status(dest, _options(None, "dest", dest_option), state_dir)
+    _emit(r, as_json, render_status(r))
 
 
 def _load_npy(path: Path, flag: str):

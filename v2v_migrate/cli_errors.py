@@ -36,6 +36,14 @@ def _error(text: str) -> None:
     typer.echo(redact(_one_line(text)), err=True)
 
 
+_NOISY_LOGGERS = ("pymilvus.decorators", "pymilvus.client.connection_manager", "pymilvus.client.grpc_handler",
+                  "pymilvus.milvus_client.milvus_client", "pymilvus.orm.connections")
+
+
+def _drop_all(record) -> bool:
+    return False
+
+
 def run_app(app, argv: list[str] | None = None) -> int:
     """Run the typer app; turn every failure into one line on stderr and an exit code."""
     exits, aborts, click_errors = _click_exception_types()
@@ -47,6 +55,10 @@ def run_app(app, argv: list[str] | None = None) -> int:
         # Engines' clients log their retries with tracebacks; our own error line says what matters.
         for name in ("pymilvus", "grpc", "qdrant_client", "httpx", "milvus_lite"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        # pymilvus configures its loggers when it is imported (later, by a connector), which resets the
+        # level above; filters on the loggers that log a lost server survive that.
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(_drop_all)
     try:
         rv = app(args=argv, prog_name="v2v-migrate", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0  # click returns Exit codes when not standalone

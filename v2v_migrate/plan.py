@@ -156,7 +156,9 @@ def make_plan(source_uri: str, target_uri: str | None, dest_uri: str, *, pairs_p
                 raise UsageError(f"Destination uses metric {d['metric']}, not {metric}.",
                                  "drop --metric or choose a new destination.")
             out_metric = check_metric(d["metric"])
-            cp = load_checkpoint(state_dir_for(dest_uri, state_dir))
+            from v2v_migrate.dest_state import load_dest_checkpoint  # the destination's own record first
+
+            cp = load_dest_checkpoint(dest) or load_checkpoint(state_dir_for(dest_uri, state_dir))
             if d["count"] and cp is None and not allow_existing:
                 raise DestinationNotEmptyError(
                     f"Destination {dest_uri} already holds {d['count']} vectors this migration did not write.",

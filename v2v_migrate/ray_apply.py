@@ -150,7 +150,7 @@ class RayApply:
                            dest_options=self.dest_options, engine="ray", selection=self.selection) as job:
             from v2v_migrate.apply import selection_summary
 
-            self.fingerprint = job.fingerprint
+            self.fingerprint, self.lease = job.fingerprint, job.lease
             summary = self._run(job)
             summary.update(selection_summary(job, self.limiter))
         seconds = time.monotonic() - t_start
@@ -224,7 +224,8 @@ class RayApply:
                        unit_scale=True, file=sys.stderr, disable=not self.progress, dynamic_ncols=True,
                        desc=f"apply (ray, {self.workers} workers)")
             self.limiter.sleep = stop.wait  # a throttled run still stops at once on Ctrl-C
-            committer = _Committer(state, cp, shards, dest, bar, self.limiter, self.selection.drop_vectors)
+            committer = _Committer(state, cp, shards, dest, bar, self.limiter, self.selection.drop_vectors,
+                                   self.lease)
             with _Signals(stop):  # first Ctrl-C/SIGTERM: stop reading, commit what is written, return
                 try:
                     if parallel_read:
@@ -315,14 +316,13 @@ class _Committer:
     (every write when flush is free; spaced out for a FAISS file, which is rewritten whole).
     """
 
-    def __init__(self, state, cp, shards, dest, bar, limiter, drop_vectors=()):
-        from v2v_migrate.apply import COMMIT_OVERHEAD, SLEEP_ENV
+    def __init__(self, state, cp, shards, dest, bar, limiter, drop_vectors=(), lease=None):
+        from v2v_migrate.apply import COMMIT_OVERHEAD
 
         self.state, self.cp, self.shards, self.dest, self.bar = state, cp, shards, dest, bar
-        self.limiter, self.drop_vectors = limiter, tuple(drop_vectors)
+        self.limiter, self.drop_vectors, self.lease = limiter, tuple(drop_vectors), lease
         self.dim = dest.dim  # asked once: for a server it is a round trip
         self.overhead = COMMIT_OVERHEAD
-        self.sleep_per_batch = float(os.environ.get(SLEEP_ENV) or 0)  # test-only, as in the local engine
         # Progress upserted but not yet durable: shard index -> [cursor, rows, done].
         self.pending: dict[int, list] = {}
         self.last_commit, self.commit_cost = time.monotonic(), 0.0
@@ -343,14 +343,14 @@ class _Committer:
             p[0], p[1] = cursor, p[1] + len(ids)
             self.cp.batches += 1
             self.bar.update(len(ids))
-            if self.sleep_per_batch:
-                time.sleep(self.sleep_per_batch)
         p[2] = p[2] or done
         if done or time.monotonic() - self.last_commit >= self.commit_cost / self.overhead:
             self.commit()
 
     def commit(self, final: bool = False) -> None:
         t0 = time.monotonic()
+        if self.lease is not None:
+            self.lease.check()  # lost to another apply: claim nothing more
         if self.pending:
             self.dest.flush()  # durable first; only then may the checkpoint move past these rows
             for i, (cursor, rows, done) in self.pending.items():
@@ -374,10 +374,10 @@ class _Committer:
             pass  # nothing recorded: the resume re-writes those rows (idempotent upserts)
 
     def save_progress(self) -> None:
-        from v2v_migrate.checkpoint import save_checkpoint
+        from v2v_migrate.dest_state import save_progress
 
         self.cp.cursor = {RAY_CURSOR_KEY: [s.as_json() for s in self.shards]}
-        save_checkpoint(self.state, self.cp)
+        save_progress(self.dest, self.state, self.cp)  # with the destination first, then the local cache
 
 
 def run_ray_apply(*, translator_dir, source_uri, dest_uri, incremental: bool = False, delete_missing: bool = False,
