@@ -54,7 +54,7 @@ def decode(key: str, text, where: str) -> dict | None:
         value = json.loads(text)
     except ValueError as e:
         raise UnreadableStoreError(f"The {key!r} state of {where} is unreadable ({e}).",
-                                   f"remove it (v2v-migrate apply --restart rewrites it).") from None
+                                   "remove it (v2v-migrate apply --restart rewrites it).") from None
     return value if isinstance(value, dict) else None
 
 

@@ -133,7 +133,8 @@ def test_interrupted_then_resumed_from_another_folder_embeds_each_text_row_once(
     _wait_for_embedded(state, dest, 50, proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    committed = _record(state, dest)["pass_counts"]["embedded"]  # the last durable record
+    with open_store(dest) as d:  # the last durable record, as kept with the destination
+        committed = d.read_state("reembed")["pass_counts"]["embedded"]
     first = _logged(log)
     assert len(first) == len(set(first)) and 50 <= committed <= len(first) < len(world["text_ids"])
     if sig == signal.SIGINT:  # Ctrl-C: the batch in flight is finished and recorded, exit 130
@@ -141,7 +142,8 @@ def test_interrupted_then_resumed_from_another_folder_embeds_each_text_row_once(
         assert proc.returncode == 130 and "Traceback" not in err
         assert summary["interrupted"] and summary["embedded"] == committed == len(first)
 
-    done = run_cli(_args(world, dest, state), tmp_path / "b", **_env(log))  # another cwd, same state dir
+    # another cwd and another (empty) state dir: the record kept with the destination is what resumes
+    done = run_cli(_args(world, dest, tmp_path / "elsewhere"), tmp_path / "b", **_env(log))
     assert done.returncode == 0, done.stderr
     final = json.loads(done.stdout)
     second = _logged(log)[len(first):]

@@ -210,8 +210,7 @@ def selection_summary(job: ApplyJob, limiter: RateLimiter) -> dict:
 
 def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, commit_seconds, queue_depth, progress,
          t_start, limiter: RateLimiter) -> dict:
-    source, dest, translator, fingerprint, state, cp = (job.source, job.dest, job.translator, job.fingerprint,
-                                                         job.state, job.checkpoint)
+    dest, fingerprint, state, cp = job.dest, job.fingerprint, job.state, job.checkpoint
     restarted = job.restart
     known_id = cp.migration_id if cp is not None else None  # the same migration keeps its id
     if cp is not None and cp.cursor is None and not cp.completed and cp.rows_read:
@@ -243,7 +242,7 @@ def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, 
     try:
         return _loop(job, cp, summary, restarted=restarted, resumed=resumed, batch_size=batch_size,
                      incremental=incremental, delete_missing=delete_missing, commit_seconds=commit_seconds,
-                     queue_depth=queue_depth, progress=progress, t_start=t_start, limiter=limiter)
+                     queue_depth=queue_depth, progress=progress, t_start=t_start, limiter=limiter, embed=embed)
     except Exception as e:
         note_error(dest, state, cp, e)
         if is_disk_full(e):  # the last commit stays valid: the files written before it are intact
@@ -255,7 +254,7 @@ def _run(job: ApplyJob, *, embed=None, batch_size, incremental, delete_missing, 
 
 
 def _loop(job: ApplyJob, cp: Checkpoint, summary: dict, *, restarted, resumed, batch_size, incremental,
-          delete_missing, commit_seconds, queue_depth, progress, t_start, limiter: RateLimiter) -> dict:
+          delete_missing, commit_seconds, queue_depth, progress, t_start, limiter: RateLimiter, embed=None) -> dict:
     source, dest, translator, fingerprint, state = job.source, job.dest, job.translator, job.fingerprint, job.state
 
     hashes_db, run = None, 0

@@ -1,13 +1,12 @@
 """Where `reembed` keeps its progress record: every read and write of it goes through load() and save().
 
-For now the record is a JSON file in the destination's local state folder (`<state dir>/<dest key>/
-reembed.json`, the folder apply uses, see v2v_migrate.checkpoint). Issue 15 adds a destination-resident
-state API (`Store.read_state(key)` / `Store.write_state(key, dict)`); once it is merged, these two
-functions switch to `dest.read_state(KEY)` / `dest.write_state(KEY, record)` and nothing else changes:
-the record is a plain JSON dict that names its source and destination by normalised URI (absolute paths),
-and its cursor is the source's own, so a rerun from any folder resumes from it. Even without the record
-nothing is embedded twice: each embedded row carries its mark in the destination (v2v_migrate.provenance),
-and reembed skips marked rows; the record only saves re-reading the part of the source already done.
+The record lives WITH the destination (`Store.read_state("reembed")` / `write_state`, as apply's own
+record, v2v_migrate.dest_state), so a rerun from any folder, container or machine resumes; a copy in the
+local state folder (`<state dir>/<dest key>/reembed.json`) is a cache, read only where the destination
+keeps no state. The record is a plain JSON dict that names its source and destination by normalised URI,
+and its cursor is the source's own. Even without the record nothing is embedded twice: each embedded row
+carries its mark in the destination (v2v_migrate.provenance), and reembed skips marked rows; the record
+only saves re-reading the part of the source already done.
 """
 from __future__ import annotations
 
@@ -25,9 +24,15 @@ def _path(dest_uri: str, state_dir: str | os.PathLike | None):
     return state_dir_for(dest_uri, state_dir) / f"{KEY}.json"
 
 
+def _kept(dest) -> bool:
+    return bool(getattr(dest, "keeps_state", False))
+
+
 def load(dest, dest_uri: str, state_dir: str | os.PathLike | None = None) -> dict | None:
-    """The destination's reembed record, or None when there is none. (`dest`: the open destination store,
-    unused until the record lives there.)"""
+    """The destination's reembed record (kept with it; else the local cache), or None when there is none."""
+    if _kept(dest):
+        record = dest.read_state(KEY)
+        return record if isinstance(record, dict) and record.get("version") == VERSION else None
     path = _path(dest_uri, state_dir)
     if not path.exists():
         return None
@@ -42,11 +47,16 @@ def load(dest, dest_uri: str, state_dir: str | os.PathLike | None = None) -> dic
 
 
 def save(dest, dest_uri: str, state_dir: str | os.PathLike | None, record: dict) -> str:
-    """Write the record atomically; returns where it went (for the summary)."""
+    """Write the record atomically, with the destination first; returns where it went (for the summary)."""
+    record = json.loads(json.dumps({**record, "version": VERSION}, default=str))  # plain JSON, as stored
+    if _kept(dest):
+        dest.write_state(KEY, record)
     path = _path(dest_uri, state_dir)
-    atomic_write_text(path, json.dumps({**record, "version": VERSION}, indent=1, default=str) + "\n")
-    return str(path)
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return f"{dest_uri} (kept with the destination)" if _kept(dest) else str(path)
 
 
 def clear(dest, dest_uri: str, state_dir: str | os.PathLike | None = None) -> None:
+    if _kept(dest) and dest.exists():
+        dest.write_state(KEY, None)
     _path(dest_uri, state_dir).unlink(missing_ok=True)
