@@ -5,7 +5,7 @@ it: `connectors` (stores) and `translators` (maps between embedding spaces).
 """
 from __future__ import annotations
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 
 def load_translator(path, device: str = "cpu"):
