@@ -19,6 +19,15 @@ import shared_data
 REPO = Path(__file__).resolve().parent.parent
 
 
+# A new destination of each embedded engine under a test's folder.
+DEST_ENGINES = {
+    "faiss": lambda d: f"faiss:{d / 'dest.faiss'}",
+    "parquet": lambda d: f"parquet:{d / 'dest_parquet'}",
+    "milvus": lambda d: f"milvus:{d / 'dest.db'}#docs",
+    "qdrant": lambda d: f"qdrant:{d / 'dest_qdrant'}#docs",
+    "qdrant-edge": lambda d: f"qdrant-edge:{d / 'dest_edge'}#docs",
+}
+
 def need_data() -> None:
     if shared_data.data_root() is None:
         pytest.skip("shared reference data not found (set V2V_SHARED_DATA to the folder holding pypi/)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _workflow_helpers import DEST_ENGINES as ENGINES
 from _workflow_helpers import (
     assert_exact_copy, cli_env, fit_translator, need_data, read_all, rows_of, run_cli, start_paused, wait_paused,
     write_store,
@@ -22,13 +23,6 @@ from connectors.base import Batch
 from connectors.errors import StoreUsageError, UnreadableStoreError
 
 N, BATCH = 600, 50
-ENGINES = {
-    "faiss": lambda d: f"faiss:{d / 'dest.faiss'}",
-    "parquet": lambda d: f"parquet:{d / 'dest_parquet'}",
-    "milvus": lambda d: f"milvus:{d / 'dest.db'}#docs",
-    "qdrant": lambda d: f"qdrant:{d / 'dest_qdrant'}#docs",
-    "qdrant-edge": lambda d: f"qdrant-edge:{d / 'dest_edge'}#docs",
-}
 
 
 @pytest.mark.parametrize("kind", list(ENGINES))

@@ -18,19 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from _workflow_helpers import DEST_ENGINES as ENGINES
 from _workflow_helpers import (
     assert_exact_copy, fit_translator, need_data, rows_of, run_cli, start_paused, wait_paused, write_store,
 )
 from connectors import open_store
 
 N, BATCH = 600, 50  # 12 batches
-ENGINES = {
-    "faiss": lambda d: f"faiss:{d / 'dest.faiss'}",
-    "parquet": lambda d: f"parquet:{d / 'dest_parquet'}",
-    "milvus": lambda d: f"milvus:{d / 'dest.db'}#docs",
-    "qdrant": lambda d: f"qdrant:{d / 'dest_qdrant'}#docs",
-    "qdrant-edge": lambda d: f"qdrant-edge:{d / 'dest_edge'}#docs",
-}
 
 
 @pytest.fixture(scope="module")
