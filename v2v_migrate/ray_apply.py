@@ -174,7 +174,7 @@ class RayApply:
         summary = {"source": cp.source_uri, "dest": cp.dest_uri, "translator_fingerprint": self.fingerprint,
                    "state_dir": str(state), "created_dest": job.created_dest, "resumed": resumed,
                    "resumed_after_rows": cp.rows_read if resumed else 0, "incremental": False,
-                   "rows_read": 0, "rows_written": 0, "rows_skipped": 0, "interrupted": False,
+                   "rows_read": 0, "rows_written": 0, "rows_skipped": 0, "rows_embedded": 0, "interrupted": False,
                    "engine": "ray", "workers": self.workers}
         if cp.completed:  # plain re-run of a finished migration: nothing to do
             summary.update(completed=True, already_complete=True, dest_count=dest.count())
