@@ -10,7 +10,6 @@ a sidecar in another order still gives correct results, at the cost of that arra
 from __future__ import annotations
 
 import json
-import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -32,15 +31,6 @@ def payload_path(index_path: Path) -> Path:
 
 def meta_path(index_path: Path) -> Path:
     return index_path.with_name(index_path.name + ".meta.json")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_meta(index_path: Path) -> dict:

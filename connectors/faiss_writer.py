@@ -36,7 +36,8 @@ import pyarrow.parquet as pq
 
 from connectors.arrow_payloads import PayloadDecoder, concat_payload_tables, payload_table
 from connectors.faiss_layout import read_index
-from connectors.faiss_sidecars import META_FORMAT, ROW_GROUP_ROWS, atomic_write_bytes, meta_path, payload_path
+from connectors.faiss_sidecars import META_FORMAT, ROW_GROUP_ROWS, meta_path, payload_path
+from connectors.state import atomic_write_bytes
 from connectors.errors import StoreUsageError
 
 META_VERSION = 1

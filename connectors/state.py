@@ -58,6 +58,23 @@ def decode(key: str, text, where: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash at any instant leaves the old or the new file, never a torn
+    one: tmp + fsync + rename + fsync of the folder (without the last, the rename may not survive a power cut)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FileState:
     """Records in one JSON file, replaced atomically (tmp + fsync + rename + fsync of the folder), so a
     crash at any instant leaves the old or the new file, never a torn one."""
@@ -93,17 +110,7 @@ class FileState:
             data[key] = json.loads(text)
         if not self.path.parent.is_dir():
             raise StoreUsageError(f"Folder {str(self.path.parent)!r} does not exist.", "create the store first.")
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=1, sort_keys=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)  # the rename itself must survive a power cut
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_write_bytes(self.path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
 
 
 class FileStateMixin:

@@ -14,6 +14,7 @@ import json
 import os
 
 from v2v_migrate.checkpoint import atomic_write_text, state_dir_for
+from v2v_migrate.dest_state import keeps_state as _kept
 from v2v_migrate.errors import CheckpointError
 
 KEY = "reembed"
@@ -22,10 +23,6 @@ VERSION = 1
 
 def _path(dest_uri: str, state_dir: str | os.PathLike | None):
     return state_dir_for(dest_uri, state_dir) / f"{KEY}.json"
-
-
-def _kept(dest) -> bool:
-    return bool(getattr(dest, "keeps_state", False))
 
 
 def load(dest, dest_uri: str, state_dir: str | os.PathLike | None = None) -> dict | None:
