@@ -174,3 +174,16 @@ def wait_paused(gate: Path, proc: subprocess.Popen, timeout: float = 120) -> Non
             proc.kill()
             raise AssertionError(f"apply did not reach its pause within {timeout}s")
         time.sleep(0.02)
+
+
+def brute_overlap(qa, da, qb, db, k=10) -> np.ndarray:
+    """|top-k of qa[i] among da ∩ top-k of qb[i] among db| / k, row i excluded, one query at a time
+    (the independent reference for retention and the status quo)."""
+    def unit(v):
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+    out = []
+    for i in range(len(qa)):
+        sa, sb = unit(da) @ unit(qa[i:i + 1])[0], unit(db) @ unit(qb[i:i + 1])[0]
+        sa[i] = sb[i] = -np.inf
+        out.append(len(set(np.argsort(-sa)[:k]) & set(np.argsort(-sb)[:k])) / k)
+    return np.array(out)

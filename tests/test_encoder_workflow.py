@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 import _lookup_encoder
 import shared_data
 from _encoder_server import KEY, serve
+from _workflow_helpers import brute_overlap as _brute_overlap
 from _workflow_helpers import need_data, rows_of, write_store
 from v2v_migrate.cli import main
 
@@ -82,18 +82,6 @@ def test_without_pairs_only_health_checks_run_and_the_verdict_says_why(world, ca
     assert "only health checks ran" in r["verdict"]["reasons"][0]
     assert "pass --encoder SPEC" in r["verdict"]["reasons"][0] and "--pairs FILE" in r["verdict"]["reasons"][0]
     assert "only health checks ran" in (root / "RN" / "report.html").read_text()
-
-
-def _brute_overlap(qa, da, qb, db, k=10) -> np.ndarray:
-    """|top-k of qa[i] among da ∩ top-k of qb[i] among db| / k, row i excluded, one query at a time."""
-    def unit(v):
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-    out = []
-    for i in range(len(qa)):
-        sa, sb = unit(da) @ unit(qa[i:i + 1])[0], unit(db) @ unit(qb[i:i + 1])[0]
-        sa[i] = sb[i] = -np.inf
-        out.append(len(set(np.argsort(-sa)[:k]) & set(np.argsort(-sb)[:k])) / k)
-    return np.array(out)
 
 
 def test_retention_and_status_quo_match_a_brute_force_count(world, tmp_path, capsys):

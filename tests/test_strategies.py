@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import shared_data
+from _workflow_helpers import brute_overlap as _brute_overlap
 from _workflow_helpers import need_data, rows_of, write_store
 from v2v_migrate import strategies as st
 from v2v_migrate.cli import main
@@ -189,18 +190,6 @@ def test_plan_train_bridge_report_then_plan_recommends_from_the_report(world, tm
     code = main(["plan", "--source", world["source"], "--encoder", ENC, "--dest", dest, "--out", plan,
                  "--report", str(tmp_path / "plan.toml")])
     assert code == 2 and "report" in capsys.readouterr().err
-
-
-def _brute_overlap(qa, da, qb, db, k=10) -> np.ndarray:
-    """|top-k of qa[i] among da ∩ top-k of qb[i] among db| / k, row i excluded, one query at a time."""
-    def unit(v):
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-    out = []
-    for i in range(len(qa)):
-        sa, sb = unit(da) @ unit(qa[i:i + 1])[0], unit(db) @ unit(qb[i:i + 1])[0]
-        sa[i] = sb[i] = -np.inf
-        out.append(len(set(np.argsort(-sa)[:k]) & set(np.argsort(-sb)[:k])) / k)
-    return np.array(out)
 
 
 def test_bridge_retention_matches_a_brute_force_count(world, tmp_path, capsys):
