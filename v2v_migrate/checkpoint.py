@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.secrets import clean_uri
+from connectors.state import atomic_write_bytes
 from v2v_migrate.errors import CheckpointError
 
 DEFAULT_STATE_DIR = ".v2v-state"
@@ -68,18 +69,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` so that readers (and a crash) see either the old or the new content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    # fsync the folder too: without it the rename itself may not survive a power cut.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @dataclass
